@@ -1,0 +1,104 @@
+"""Reading and writing PET volumes as NIfTI, with atomic writes and no silent overwrites.
+
+Arrays are (x, y, z) float32 in the file's units (Bq/mL, SUV or counts); the affine is the
+4x4 voxel-to-RAS(mm) matrix nibabel reports (qform/sform).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+
+from .errors import PetiteError
+
+
+@dataclass
+class Volume:
+    """A PET volume: ``array`` (x, y, z) float32 and ``affine`` 4x4 float64 in mm."""
+
+    array: np.ndarray
+    affine: np.ndarray
+
+    @property
+    def spacing(self) -> tuple:
+        """Voxel size in mm along x, y, z (column norms of the affine)."""
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+
+def load_volume(path, check_finite: bool = True) -> Volume:
+    """Load a 3D NIfTI volume as float32 (x, y, z) plus its 4x4 affine in mm.
+
+    Raises :class:`PetiteError` with a one-line message naming ``path`` when the file is
+    missing or unreadable, is not 3D (a trailing singleton 4th axis is accepted), or holds
+    NaN/Inf values (unless ``check_finite`` is False).
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.exists():
+        raise PetiteError(f"{path}: file not found")
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise PetiteError(f"{path}: unreadable NIfTI ({type(exc).__name__}: {exc})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise PetiteError(f"{path}: expected a 3D volume, got shape {tuple(data.shape)}")
+    array = np.asarray(data, dtype=np.float32)
+    if check_finite and not np.isfinite(array).all():
+        raise PetiteError(f"{path}: contains NaN or Inf values")
+    return Volume(array, np.asarray(img.affine, dtype=np.float64))
+
+
+def atomic_write_bytes(path, data: bytes, overwrite: bool = False) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+
+    Refuses (PetiteError) to replace an existing file unless ``overwrite``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise PetiteError(f"{path}: already exists (use --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_volume(path, array: np.ndarray, affine: np.ndarray, overwrite: bool = False,
+                dtype=np.float32) -> Path:
+    """Save an (x, y, z) array with a 4x4 mm affine as NIfTI (.nii or .nii.gz), atomically.
+
+    Deterministic bytes for identical inputs (gzip timestamp fixed by nibabel's to_bytes).
+    Refuses to replace an existing file unless ``overwrite``.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise PetiteError(f"{path}: refusing to save a non-3D array of shape {array.shape}")
+    img = nib.Nifti1Image(np.asarray(array, dtype=dtype), np.asarray(affine, dtype=np.float64))
+    img.header.set_xyzt_units("mm", "sec")
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    raw = img.to_bytes()
+    if path.name.endswith(".gz"):
+        import gzip
+        import io
+
+        buf = io.BytesIO()
+        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:
+            gz.write(raw)
+        raw = buf.getvalue()
+    atomic_write_bytes(path, raw, overwrite=overwrite)
+    return path
