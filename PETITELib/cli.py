@@ -16,6 +16,12 @@ from .errors import Cancelled, PetiteError
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func(args) -> int``.
 COMMAND_MODULES = (
     "PETITELib.commands.methods",
+    "PETITELib.commands.cohort",
+    "PETITELib.commands.simulate",
+    "PETITELib.commands.train",
+    "PETITELib.commands.reconstruct",
+    "PETITELib.commands.evaluate",
+    "PETITELib.commands.bench",
 )
 
 

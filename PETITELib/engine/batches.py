@@ -1,0 +1,61 @@
+"""Training batches and whole-volume validation built on the data pipeline (:mod:`PETITELib.data.pipeline`)."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..data.pipeline import CropDataset, PreparedSubject, restore_output
+from ..metrics import compare_volumes
+from ..progress import CancelToken, check_cancel
+from .inference import sliding_window_predict
+
+
+def steps_per_epoch(dataset: CropDataset, batch_size: int) -> int:
+    """Optimizer steps in one epoch (the last, smaller batch is kept)."""
+    return -(-len(dataset) // batch_size)
+
+
+def epoch_batches(dataset: CropDataset, batch_size: int, seed: int, epoch: int
+                  ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """The (short, long) batches of ``epoch``: (B, 1, 64, 64, 64) float32 CPU tensors.
+
+    Crops and their order depend only on (seed, epoch), not on any global RNG, so an
+    interrupted run resumed at ``epoch`` sees exactly the batches it would have seen.
+    """
+    dataset.set_epoch(epoch)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+    for first in range(0, len(order), batch_size):
+        samples = [dataset[int(i)] for i in order[first:first + batch_size]]
+        yield (torch.stack([s["short"] for s in samples]), torch.stack([s["long"] for s in samples]))
+
+
+def whole_volume_validator(predict: Callable[[torch.Tensor], torch.Tensor],
+                           subjects: Sequence[PreparedSubject], device: torch.device, overlap: float,
+                           batch_size: int = 2, cancel: CancelToken = None) -> Callable[[], Dict[str, float]]:
+    """A ``validate()`` returning mean metrics over ``subjects`` of whole-volume predictions.
+
+    Each validation subject is reconstructed by sliding window at native resolution and scored
+    against its long scan in input units with :func:`PETITELib.metrics.compare_volumes`
+    (head-masked ``psnr``/``ssim``/``nrmse`` and ``*_whole``) — never on crops.
+    """
+    def validate() -> Dict[str, float]:
+        per_subject: List[Dict[str, float]] = []
+        for subject in subjects:
+            check_cancel(cancel)
+            prediction = sliding_window_predict(predict, subject.short[0], device=device, overlap=overlap,
+                                                batch_size=batch_size, cancel=cancel)
+            per_subject.append(compare_volumes(restore_output(prediction, subject.factor, subject.padding),
+                                               restore_output(subject.long, subject.factor, subject.padding),
+                                               mask=subject.metric_mask, name=subject.subject_id))
+        return {key: float(np.mean([m[key] for m in per_subject])) for key in per_subject[0]}
+    return validate
+
+
+def input_metrics(subjects: Sequence[PreparedSubject]) -> Dict[str, float]:
+    """Mean metrics of the short scans themselves against the long scans (the bar to clear)."""
+    per_subject = [compare_volumes(restore_output(s.short, s.factor, s.padding),
+                                   restore_output(s.long, s.factor, s.padding),
+                                   mask=s.metric_mask, name=s.subject_id) for s in subjects]
+    return {key: float(np.mean([m[key] for m in per_subject])) for key in per_subject[0]}

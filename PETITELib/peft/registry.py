@@ -1,0 +1,61 @@
+"""The one PEFT registry: method name -> config type, injector, kind; part names; presets.
+
+Registry order is the order methods are applied in (selective methods first, so that BitFit
+and LayerNorm tuning only ever select base tensors) and the order they are written in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict
+
+from torch import nn
+
+from ..backbones.base import PartSites
+from . import adapter, bitfit, layernorm, lora, ssf, vpt
+from .handles import MethodHandle
+
+
+@dataclass(frozen=True)
+class PeftMethod:
+    """A registered PEFT method.
+
+    kind: ``"selective"`` (trains base tensors in place) or ``"additive"`` (adds layers);
+    config_type: its config dataclass; inject(model, part, sites, config) -> MethodHandle;
+    mergeable: whether its layers fold into the base weights.
+    """
+
+    name: str
+    kind: str
+    config_type: type
+    inject: Callable[[nn.Module, str, PartSites, object], MethodHandle]
+    mergeable: bool
+    description: str
+
+
+METHODS: Dict[str, PeftMethod] = {m.name: m for m in (
+    PeftMethod("layernorm", "selective", layernorm.Config, layernorm.inject, False,
+               "train the affine parameters of the normalisation layers"),
+    PeftMethod("bitfit", "selective", bitfit.Config, bitfit.inject, False, "train every bias"),
+    PeftMethod("lora", "additive", lora.Config, lora.inject, True,
+               "low-rank updates of attention q and k (and of CNN convolutions)"),
+    PeftMethod("adapter", "additive", adapter.Config, adapter.inject, False,
+               "bottleneck adapters after each feed-forward layer / residual conv block"),
+    PeftMethod("ssf", "additive", ssf.Config, ssf.inject, True,
+               "per-channel scale and shift after attention, MLP, norm (and conv) layers"),
+    PeftMethod("vpt", "additive", vpt.Config, vpt.inject, False,
+               "gated shallow prompt tokens entering at the 2nd encoder layer / each stage"),
+)}
+
+# Spec part names -> backbone part names, and back.
+PART_ALIASES = {"enc": "encoder", "encoder": "encoder", "dec": "decoder", "decoder": "decoder"}
+PART_SHORT = {"encoder": "enc", "decoder": "dec"}
+
+FULL_FINE_TUNING = "full"
+
+# The paper's best Mix-PEFT per backbone (Table 2, Tables 6/7).
+PRESETS: Dict[str, Dict[str, str]] = {
+    "petite": {
+        "unetr": "enc=lora(r=4)+dec=ssf+bitfit",
+        "cvtgan": "enc=vpt(tokens=0/8/32)+dec=lora(r=8)+bitfit",
+    },
+}

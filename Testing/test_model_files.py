@@ -1,0 +1,183 @@
+"""Base-model and adapter files (safetensors + JSON metadata), checks on loading, switching."""
+import json
+import struct
+
+import pytest
+import torch
+
+from PETITELib.backbones import build_backbone, build_discriminator
+from PETITELib.errors import PetiteError
+from PETITELib.peft import (AdapterSwitcher, applied_peft, apply_peft, base_model_sha256, base_weights_sha256,
+                            load_adapter, load_base_model, peft_state_dict, read_adapter, remove_peft,
+                            save_adapter, save_base_model, trainable_parameters)
+from PETITELib.peft.safetensors_io import read_metadata, read_tensors, write_tensors
+
+
+@pytest.fixture(scope="module")
+def volume():
+    torch.manual_seed(0)
+    return torch.rand(1, 1, 64, 64, 64)
+
+
+@pytest.fixture()
+def cvtgan_base(tmp_path):
+    """A saved cpu-preset CvT-GAN base (with discriminator) and the loaded model."""
+    torch.manual_seed(0)
+    path = tmp_path / "base.safetensors"
+    save_base_model(path, build_backbone("cvtgan", "cpu"), build_discriminator("cvtgan", "cpu"),
+                    training={"epochs": 3, "scanner": "mct"})
+    return path, load_base_model(path).model
+
+
+def _output(model, x):
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def _train_a_little(model, seed):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in trainable_parameters(model).values():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+
+
+def _one_line(info, path):
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+@pytest.mark.parametrize("name", ["cvtgan", "unetr"])
+def test_base_model_round_trip(tmp_path, volume, name):
+    torch.manual_seed(0)
+    model = build_backbone(name, "cpu", residual=False)
+    path = tmp_path / "base.safetensors"
+    sha = save_base_model(path, model, training={"epochs": 2})
+    loaded = load_base_model(path)
+    assert torch.equal(_output(loaded.model, volume), _output(model, volume))
+    assert loaded.sha256 == sha == base_weights_sha256(model) == base_model_sha256(path)
+    assert loaded.metadata["training"] == {"epochs": 2} and loaded.metadata["options"] == {"residual": False}
+    assert loaded.discriminator is None and loaded.model.residual is False
+    header_length = struct.unpack("<Q", path.read_bytes()[:8])[0]  # safetensors: u64 length + JSON header
+    assert json.loads(path.read_bytes()[8:8 + header_length])["__metadata__"]["petite"]
+
+
+def test_discriminator_is_stored_under_a_prefix(cvtgan_base):
+    path, _ = cvtgan_base
+    assert any(k.startswith("discriminator.") for k in read_tensors(path))
+    loaded = load_base_model(path)
+    assert loaded.discriminator is not None and loaded.metadata["training"]["scanner"] == "mct"
+
+
+def test_base_files_refuse_damage_overwrite_and_peft_models(tmp_path, cvtgan_base):
+    path, model = cvtgan_base
+    with pytest.raises(PetiteError, match="already exists"):
+        save_base_model(path, model)
+    apply_peft(model, "lora")
+    with pytest.raises(PetiteError, match="carries PEFT spec"):
+        save_base_model(tmp_path / "other.safetensors", model)
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(PetiteError) as info:
+        load_base_model(damaged)
+    _one_line(info, damaged)
+    tampered = tmp_path / "tampered.safetensors"
+    tensors, metadata = read_tensors(path), read_metadata(path, "petite-base-model", 1)
+    next(v for k, v in tensors.items() if k.endswith("weight")).add_(1.0)
+    write_tensors(tampered, tensors, metadata)
+    with pytest.raises(PetiteError, match="SHA-256"):
+        load_base_model(tampered)
+    with pytest.raises(PetiteError, match="file not found"):
+        load_base_model(tmp_path / "missing.safetensors")
+
+
+def test_adapter_round_trip_stores_only_trained_tensors(tmp_path, volume, cvtgan_base):
+    base_path, model = cvtgan_base
+    apply_peft(model, "petite")
+    _train_a_little(model, seed=1)
+    expected = _output(model, volume)
+    adapter_path = tmp_path / "scanner4.safetensors"
+    save_adapter(adapter_path, model, scanner={"name": "Philips", "matrix": [128, 128, 90]},
+                 training={"best_epoch": 7, "val_psnr": 31.2})
+    adapter = read_adapter(adapter_path)
+    assert set(adapter.tensors) == set(peft_state_dict(model)) == set(trainable_parameters(model))
+    meta = adapter.metadata
+    assert (meta.backbone, meta.preset, meta.format_version) == ("cvtgan", "cpu", 1)
+    assert meta.spec == "enc=vpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"
+    assert meta.base_sha256 == base_model_sha256(base_path)
+    assert meta.scanner["matrix"] == [128, 128, 90] and meta.training["best_epoch"] == 7
+
+    fresh = load_base_model(base_path).model
+    assert load_adapter(fresh, adapter_path, expected_spec="petite") == meta
+    assert torch.equal(_output(fresh, volume), expected)
+
+
+def test_adapter_loading_refuses_mismatches(tmp_path, cvtgan_base):
+    _, model = cvtgan_base
+    apply_peft(model, "lora")
+    _train_a_little(model, seed=2)
+    path = tmp_path / "a.safetensors"
+    save_adapter(path, model)
+    document, tensors = read_metadata(path, "petite-adapter", 1), read_tensors(path)
+
+    torch.manual_seed(5)
+    other_base = build_backbone("cvtgan", "cpu")
+    with pytest.raises(PetiteError, match="trained on base weights") as info:
+        load_adapter(other_base, path)
+    _one_line(info, path)
+    with pytest.raises(PetiteError, match="adapter is for cvtgan/cpu, the model is unetr/cpu"):
+        load_adapter(build_backbone("unetr", "cpu"), path)
+
+    cases = {
+        "preset.safetensors": ({**document, "preset": "paper"}, tensors, "adapter is for cvtgan/paper"),
+        "spec.safetensors": ({**document, "spec": "lora(r=0)"}, tensors, "rank r must be"),
+        "tensors.safetensors": (document, dict(list(tensors.items())[1:]), "tensors do not match spec"),
+    }
+    fresh = load_base_model(tmp_path.parent / tmp_path.name / "base.safetensors").model
+    for name, (doc, tens, message) in cases.items():
+        write_tensors(tmp_path / name, tens, doc)
+        with pytest.raises(PetiteError, match=message.replace("(", r"\(")) as info:
+            load_adapter(fresh, tmp_path / name)
+        _one_line(info, tmp_path / name)
+        assert applied_peft(fresh) is None  # a refused adapter leaves the base plain
+    with pytest.raises(PetiteError, match="expected 'ssf'"):
+        load_adapter(fresh, path, expected_spec="ssf")
+    base_path = tmp_path / "base.safetensors"
+    with pytest.raises(PetiteError, match="expected 'petite-adapter'"):
+        load_adapter(fresh, base_path)
+
+
+def test_adapter_metadata_must_be_json(tmp_path, cvtgan_base):
+    _, model = cvtgan_base
+    apply_peft(model, "bitfit")
+    with pytest.raises(PetiteError, match="not JSON-serialisable"):
+        save_adapter(tmp_path / "x.safetensors", model, scanner={"spacing": torch.ones(3)})
+
+
+def test_switching_adapters_keeps_one_base_in_memory(tmp_path, volume, cvtgan_base):
+    _, model = cvtgan_base
+    plain = _output(model, volume)
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    specs = {"s1": "petite", "s2": "layernorm+bitfit", "s3": "enc=adapter+dec=ssf"}
+    outputs = {}
+    for seed, (name, spec) in enumerate(specs.items()):
+        apply_peft(model, spec)
+        _train_a_little(model, seed)
+        outputs[name] = _output(model, volume)
+        save_adapter(tmp_path / f"{name}.safetensors", model)
+        remove_peft(model)
+
+    switcher = AdapterSwitcher(model)
+    assert [switcher.add(tmp_path / f"{name}.safetensors") for name in specs] == list(specs)
+    assert switcher.active is None and torch.equal(_output(model, volume), plain)
+    for name in ["s2", "s1", "s3", "s2"]:
+        switcher.activate(name)
+        assert torch.equal(_output(model, volume), outputs[name]), name
+    switcher.activate(None)
+    assert torch.equal(_output(model, volume), plain)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in base_state.items())  # BitFit/LN restored
+    with pytest.raises(PetiteError, match="no adapter named 'x'"):
+        switcher.activate("x")
+    with pytest.raises(PetiteError, match="already added"):
+        switcher.add(tmp_path / "s1.safetensors")

@@ -1,0 +1,219 @@
+"""The PEFT guarantees, for every method on both backbones (cpu preset, one 64^3 volume):
+
+- an additive method (lora, adapter, ssf, vpt) leaves the output unchanged when applied;
+- exactly the method's tensors require grad, each gets a nonzero gradient and nothing else
+  gets one, and the trainable count counts exactly those;
+- LoRA and SSF merge into the base weights (same output, layers and hooks gone);
+- removing a spec restores the base exactly.
+"""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from PETITELib.backbones import BACKBONES, build_backbone
+from PETITELib.errors import PetiteError
+from PETITELib.peft import (METHODS, apply_peft, base_weights_sha256, count_parameters, merge_peft,
+                            method_catalogue, remove_peft, trainable_parameters)
+from PETITELib.peft.layernorm import NORM_TYPES
+
+ADDITIVE = [name for name, method in METHODS.items() if method.kind == "additive"]
+MARKERS = {"lora": ".lora.", "adapter": ".adapter.", "ssf": ".ssf.", "vpt": ".prompt_"}
+
+
+@pytest.fixture(scope="module", params=list(BACKBONES))
+def base(request):
+    """(plain cpu-preset model, input, target, eval output of the plain model)."""
+    torch.manual_seed(0)
+    model = build_backbone(request.param, "cpu").eval()
+    x, y = torch.randn(1, 1, 64, 64, 64), torch.randn(1, 1, 64, 64, 64)
+    with torch.no_grad():
+        reference = model(x)
+    return model, x, y, reference
+
+
+def _output(model, x):
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def _perturb(model, scale=0.01):
+    """Move every trainable tensor a little, as training would (zero-initialised factors too)."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in trainable_parameters(model).values():
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+
+
+def _expected_trainable(model, base_names, method):
+    """The tensors ``method`` should train when applied to every part, found independently."""
+    if method == "bitfit":
+        return {n for n in base_names if n.endswith(".bias") and n in dict(model.named_parameters())}
+    if method == "layernorm":
+        return {f"{name}.{attr}" for name, module in model.named_modules() if isinstance(module, NORM_TYPES)
+                for attr in ("weight", "bias") if isinstance(getattr(module, attr, None), nn.Parameter)}
+    return {n for n, _ in model.named_parameters() if n not in base_names}
+
+
+def _hook_count(model):
+    return sum(len(module._forward_hooks) for module in model.modules())
+
+
+@pytest.mark.parametrize("method", ADDITIVE)
+def test_additive_method_is_identity_when_applied(base, method):
+    plain, x, _, reference = base
+    model = copy.deepcopy(plain)
+    apply_peft(model, method)
+    assert (_output(model, x) - reference).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_exactly_the_method_tensors_train_and_all_get_gradients(base, method):
+    """Zero-initialised factors (LoRA B, adapter up-projection, VPT gates) make the other
+    factor's gradient exactly zero at the very first step (dL/dA = B^T ...). So before the
+    gradient check every trainable tensor is moved a little, as one optimizer step would."""
+    plain, x, y, _ = base
+    model = copy.deepcopy(plain)
+    base_names = set(model.state_dict())
+    apply_peft(model, method)
+    trainable = trainable_parameters(model)
+    expected = _expected_trainable(model, base_names, method)
+    assert set(trainable) == expected and expected
+    if method in MARKERS:
+        assert all(MARKERS[method] in name for name in trainable)
+    count = count_parameters(model)
+    assert count.trainable == sum(p.numel() for p in trainable.values())
+    assert count.total == sum(p.numel() for p in plain.parameters())
+    assert 0 < count.percent < 100
+
+    _perturb(model)
+    model.train()
+    nn.functional.mse_loss(model(x), y).backward()
+    without_gradient = [n for n, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not without_gradient
+    assert not [n for n, p in model.named_parameters() if n not in trainable and p.grad is not None]
+
+
+def test_zero_initialised_factors_block_the_first_gradient_of_the_other_factor(base):
+    """Why the test above perturbs first: at initialisation LoRA's A gets exactly no gradient."""
+    plain, x, y, _ = base
+    model = copy.deepcopy(plain)
+    apply_peft(model, "enc=lora")
+    model.train()
+    nn.functional.mse_loss(model(x), y).backward()
+    grads = {n.rsplit(".", 1)[1]: p.grad for n, p in trainable_parameters(model).items()}
+    assert not grads["down"].any() and grads["up"].any()
+
+
+@pytest.mark.parametrize("method", [name for name, method in METHODS.items() if method.mergeable])
+def test_mergeable_methods_fold_into_the_base_weights(base, method):
+    plain, x, _, reference = base
+    model = copy.deepcopy(plain)
+    apply_peft(model, method)
+    _perturb(model, scale=0.1)
+    before = _output(model, x)
+    assert (before - reference).abs().max() > 1e-4  # the perturbation matters
+    assert merge_peft(model) == [method]
+    assert (_output(model, x) - before).abs().max() <= 1e-5
+    assert not [n for n, _ in model.named_modules() if n.endswith(f".{method}")]
+    assert _hook_count(model) == 0
+    assert not trainable_parameters(model)
+    remove_peft(model)
+    assert torch.equal(_output(model, x), reference)
+
+
+def test_lora_touches_only_q_and_k_of_the_fused_unetr_qkv():
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        model = build_backbone("unetr", "cpu")
+    model = model.to_empty(device="cpu")
+    nn.init.normal_(model.vit.blocks[0].attn.qkv.weight)
+    original = model.vit.blocks[0].attn.qkv.weight.detach().clone()
+    apply_peft(model, "enc=lora(r=4)")
+    lora = model.vit.blocks[0].attn.qkv.lora
+    hidden = model.size.hidden_size
+    assert lora.up.shape == (2, hidden, 4)  # one pair for q, one for k, none for v
+    _perturb(model)
+    merge_peft(model)
+    merged = model.vit.blocks[0].attn.qkv.weight
+    assert not torch.equal(merged[:2 * hidden], original[:2 * hidden])
+    assert torch.equal(merged[2 * hidden:], original[2 * hidden:])
+
+
+@pytest.mark.parametrize("spec", ["+".join(METHODS), "petite"])
+def test_remove_restores_the_base_exactly(base, spec):
+    plain, x, _, reference = base
+    model = copy.deepcopy(plain)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    sha = base_weights_sha256(model)
+    apply_peft(model, spec)
+    _perturb(model)
+    assert base_weights_sha256(model) == sha  # the base hash ignores PEFT changes
+    remove_peft(model)
+    assert set(model.state_dict()) == set(state)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    assert _hook_count(model) == 0 and all(p.requires_grad for p in model.parameters())
+    assert torch.equal(_output(model, x), reference)
+
+
+def test_every_catalogue_entry_applies_and_the_petite_mix_is_identity(base):
+    plain, x, _, reference = base
+    model = copy.deepcopy(plain)
+    for entry in method_catalogue(plain.backbone_name):
+        apply_peft(model, entry.spec)
+        assert count_parameters(model).trainable > 0, entry.name
+        if entry.name == "petite":
+            assert (_output(model, x) - reference).abs().max() <= 1e-6
+        remove_peft(model)
+
+
+def test_vpt_prompts_act_once_the_gates_open(base):
+    plain, x, _, reference = base
+    model = copy.deepcopy(plain)
+    apply_peft(model, "vpt")
+    with torch.no_grad():
+        for name, parameter in trainable_parameters(model).items():
+            if name.endswith("prompt_gate"):
+                parameter.fill_(0.5)
+    out = _output(model, x)
+    assert out.shape == reference.shape and (out - reference).abs().max() > 1e-4
+
+
+def test_frozen_prefix_stays_out_of_the_autograd_graph(base):
+    """With only decoder tensors trainable, the encoder's activations need no gradient, so
+    autograd neither stores them nor runs backward through the encoder."""
+    plain, x, _, _ = base
+    model = copy.deepcopy(plain).train()
+    apply_peft(model, "dec=ssf")
+    encoder_outputs = []
+    encoder_end = model.vit.norm if plain.backbone_name == "unetr" else model.encoder["stage3"]
+    encoder_end.register_forward_hook(lambda module, args, out: encoder_outputs.append(out))
+    model(x).mean().backward()
+    assert len(encoder_outputs) == 1 and not encoder_outputs[0].requires_grad
+
+
+def test_batchnorm_statistics_stay_frozen_during_peft():
+    torch.manual_seed(0)
+    model = build_backbone("cvtgan", "cpu")
+    norm = model.encoder["stage1"].blocks[0].attn.conv_q[1]
+    running_mean = norm.running_mean.clone()
+    apply_peft(model, "lora")
+    model.train()
+    assert not norm.training
+    model(torch.randn(1, 1, 64, 64, 64))
+    assert torch.equal(norm.running_mean, running_mean)
+    remove_peft(model)
+    model.train()
+    assert norm.training
+
+
+def test_a_second_spec_is_refused_until_the_first_is_removed():
+    with torch.device("meta"):
+        model = build_backbone("cvtgan", "cpu")
+    apply_peft(model, "lora")
+    with pytest.raises(PetiteError, match="already carries"):
+        apply_peft(model, "ssf")
+    remove_peft(model)
+    apply_peft(model, "ssf")

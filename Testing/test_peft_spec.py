@@ -1,0 +1,86 @@
+"""The PEFT spec grammar, presets, the paper's mixes and the per-method training defaults."""
+import pytest
+
+from PETITELib.backbones import BACKBONES
+from PETITELib.errors import PetiteError
+from PETITELib.peft import METHODS, default_hyperparameters, method_catalogue, parse_spec
+from PETITELib.peft.catalogue import MIX_PERCENT
+from PETITELib.peft.configs import LoRAConfig, VPTConfig
+
+
+def test_petite_preset_is_the_papers_best_mix():
+    assert parse_spec("petite", "unetr").canonical == "enc=lora(alpha=4,r=4)+dec=ssf+bitfit"
+    assert parse_spec("petite", "cvtgan").canonical == "enc=vpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"
+
+
+def test_terms_get_the_papers_per_part_defaults():
+    spec = parse_spec("adapter", "unetr")
+    assert spec.canonical == "enc=adapter(rf=16)+dec=adapter(rf=4)"  # Table 7
+    assert parse_spec("lora", "cvtgan").terms[0].config == LoRAConfig(r=8, alpha=8.0)
+    assert parse_spec("dec=vpt", "cvtgan").terms[0].config == VPTConfig(tokens=(32, 8))  # Table 6
+    assert parse_spec("vpt", "unetr").canonical == "enc=vpt(tokens=50)"  # UNETR's CNN decoder has no tokens
+    assert parse_spec("enc=vpt(tokens=4)", "cvtgan").canonical == "enc=vpt(tokens=4/4/4)"
+
+
+@pytest.mark.parametrize("text,canonical", [
+    ("enc=lora(r=4)+dec=ssf+bitfit", "enc=lora(alpha=4,r=4)+dec=ssf+bitfit"),
+    (" bitfit + dec = SSF + encoder=lora( r=4 ) ", "enc=lora(alpha=4,r=4)+dec=ssf+bitfit"),
+    ("lora(r=8,alpha=16)", "lora(alpha=16,r=8)"),
+    ("lora(alpha=0.5,r=2)", "lora(alpha=0.5,r=2)"),
+    ("enc=bitfit+dec=bitfit", "bitfit"),
+    ("full", "full"),
+])
+def test_canonical_form(text, canonical):
+    spec = parse_spec(text, "unetr")
+    assert spec.canonical == canonical
+    assert parse_spec(canonical, "unetr") == spec
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_every_table_6_and_7_mix_is_expressible(backbone):
+    mixes = [e for e in method_catalogue(backbone) if e.kind == "mix"]
+    assert len(mixes) == {"cvtgan": 12, "unetr": 9}[backbone] == len(MIX_PERCENT[backbone])
+    for entry in mixes:
+        spec = parse_spec(entry.spec, backbone)
+        assert {(t.method, t.part) for t in spec.terms} >= {("bitfit", "encoder"), ("bitfit", "decoder")}
+        assert parse_spec(spec.canonical, backbone) == spec
+
+
+@pytest.mark.parametrize("text,message", [
+    ("dora", "unknown PEFT method 'dora'"),
+    ("lora(r=0)", "rank r must be a positive integer"),
+    ("lora(r=2.5)", "rank r must be a positive integer"),
+    ("adapter(rf=0)", "reduction factor"),
+    ("mid=lora", "unknown part 'mid'"),
+    ("dec=vpt", "unetr's decoder has no layers vpt can act on"),
+    ("dec=layernorm", "unetr's decoder has no layers layernorm can act on"),
+    ("lora(rank=4)", "lora has no argument 'rank'"),
+    ("enc=vpt(tokens=8/8)", "1 prompt stage"),
+    ("lora+enc=lora", "applies lora to the encoder twice"),
+    ("enc=lora(r=4", "cannot read term"),
+    ("", "cannot read term"),
+])
+def test_bad_specs_are_one_line_errors(text, message):
+    with pytest.raises(PetiteError, match=message.replace("(", r"\(")) as info:
+        parse_spec(text, "unetr")
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_backbone_is_refused():
+    with pytest.raises(PetiteError, match="unknown backbone"):
+        parse_spec("lora", "resnet")
+
+
+def test_supplementary_table_3_defaults():
+    assert default_hyperparameters("unetr", "lora").weight_decay == 1e-4
+    assert default_hyperparameters("unetr", "vpt").learning_rate == 1e-2
+    assert default_hyperparameters("cvtgan", "ssf").weight_decay == 1e-6
+    assert default_hyperparameters("cvtgan", "vpt").learning_rate == 1e-3
+    assert default_hyperparameters("cvtgan", "full").optimizer == "adam"
+    assert default_hyperparameters("unetr", "full").schedule == "warmup-cosine"
+    petite = default_hyperparameters("unetr", "petite")
+    assert (petite.learning_rate, petite.weight_decay, petite.epochs) == (1e-3, 1e-5, 200)
+    assert default_hyperparameters("cvtgan", "enc=ssf+dec=lora+bitfit").epochs == 150
+    for backbone in BACKBONES:
+        for method in METHODS:
+            assert default_hyperparameters(backbone, method).optimizer == "adamw"
