@@ -34,19 +34,33 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 
-def _makePETITELibImportable() -> None:
-    """Installed, PETITELib sits beside this file; in a source checkout, beside the PETITE/ folder."""
+def extensionPath(relativePath: str) -> str:
+    """Absolute path of a file or folder of the extension, given relative to the repository root
+    (e.g. ``PETITELib`` or ``Resources/UI/PETITE.ui``), in either layout of the extension.
+
+    Installed (Extensions Manager, or a build tree), PETITELib/ and Resources/ are copied beside
+    this file, into the scripted-modules folder (see PETITE/CMakeLists.txt). In a source checkout
+    (the PETITE/ folder added as an additional module path, in developer mode) they stay at the
+    repository root, which is the parent of this file's folder. A path found in neither place is
+    returned beside this file.
+    """
     here = os.path.dirname(os.path.abspath(__file__))
     for folder in (here, os.path.dirname(here)):
-        if os.path.isfile(os.path.join(folder, "PETITELib", "__init__.py")):
-            if folder not in sys.path:
-                sys.path.append(folder)
-            return
+        if os.path.exists(os.path.join(folder, relativePath)):
+            return os.path.join(folder, relativePath)
+    return os.path.join(here, relativePath)
+
+
+def _makePETITELibImportable() -> None:
+    """Put the folder that holds PETITELib on sys.path (installed it already is; not in a source checkout)."""
+    folder = os.path.dirname(extensionPath("PETITELib"))
+    if folder not in sys.path:
+        sys.path.append(folder)
 
 
 _makePETITELibImportable()
 
-from PETITELib import slicer_bridge  # noqa: E402  (numpy only; torch-based parts are imported lazily)
+from PETITELib import scanner_matching, slicer_bridge  # noqa: E402  (numpy only; torch-based parts are imported lazily)
 from PETITELib.errors import Cancelled, PetiteError  # noqa: E402
 from PETITELib.progress import CancelToken, ProgressCallback, ProgressEvent  # noqa: E402
 
@@ -64,8 +78,8 @@ ADAPTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SIGNED_ERROR_COLOR_NODE_ID = "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"
 ABSOLUTE_ERROR_COLOR_NODE_ID = "vtkMRMLColorTableNodeFileInferno.txt"
 ERROR_WINDOW_PERCENTILE = 99.5  # error maps are windowed to this percentile of |error|
-SPACING_TOLERANCE_MM = 1e-3  # voxel spacings that differ by less are the same scanner grid
 POLL_INTERVAL_MS = 200
+ICON_FILE = "Resources/Icons/PETITE.png"  # relative to the repository root, see extensionPath
 BQ_PER_ML = ("Bq/ml", "UCUM", "Becquerels/milliliter")  # voxel-value units (code, scheme, meaning)
 
 
@@ -93,6 +107,7 @@ parameter-efficient fine-tuning (PEFT). See the
 PETITE implements parameter-efficient fine-tuning for multi-scanner PET scan-time reduction.
 It builds on MONAI and PyTorch; torch is installed through the SlicerPyTorch extension.
 """)
+        self.parent.icon = qt.QIcon(extensionPath(ICON_FILE))  # the base class looks beside PETITE.py only
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
@@ -120,7 +135,7 @@ def registerSampleData() -> None:
         SampleData.SampleDataLogic.registerCustomSampleDataSource(
             category="PETITE",
             sampleName=f"PETITEScanner{scanner}",
-            thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "PETITE.png"),
+            thumbnailFileName=extensionPath(ICON_FILE),
             uris=[path.absolute().as_uri() for path in paths],  # the cache: exists once simulated
             fileNames=[path.name for path in paths],
             nodeNames=list(sample_data.sample_node_names(scanner)),
@@ -321,6 +336,11 @@ class PETITEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._metrics: Dict[str, Optional[dict]] = {}  # "input"/"reconstruction" -> metrics of the last Compare
         self._adapters: List[AdapterInfo] = []  # installed adapters, read on Refresh
 
+    def resourcePath(self, filename: str) -> str:
+        """Path of ``Resources/<filename>``, installed or in a source checkout (see :func:`extensionPath`);
+        Slicer's developer section uses it too (Edit UI)."""
+        return extensionPath(os.path.join("Resources", filename))
+
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/PETITE.ui"))
@@ -430,10 +450,11 @@ class PETITEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return ""
         scanner = self.logic.detectScanner(volumeNode)
         if scanner:
-            text = describeScanner(scannerProfile(scanner.to_json()))
+            text = scanner_matching.describe_scanner(scanner_matching.table4_profile(scanner))
         else:
             shape, spacing = slicer_bridge.volume_grid(volumeNode)
-            text = _("not a known scanner ({grid})").format(grid=describeScanner({"matrix": shape, "spacing": spacing}))
+            grid = scanner_matching.describe_scanner(scanner_matching.ScannerProfile(matrix=shape, spacing=spacing))
+            text = _("not a known scanner ({grid})").format(grid=grid)
         match = self.logic.matchAdapter(volumeNode, self._adapters)
         if match:
             return text + "; " + _("auto uses adapter '{name}'").format(name=match.name)
@@ -676,80 +697,13 @@ def errorsInDialog(title: str, statusLabel=None):
 
 class AdapterInfo(NamedTuple):
     """An installed adapter: ``name`` (file stem), ``path``, ``spec`` (its PEFT spec; "full" for a
-    fully fine-tuned model), ``scanner`` (profile, see :func:`scannerProfile`), ``description``."""
+    fully fine-tuned model), ``scanner`` (the target scanner it records), ``description`` (one line)."""
 
     name: str
     path: pathlib.Path
     spec: str
-    scanner: dict
+    scanner: scanner_matching.ScannerProfile
     description: str
-
-
-def scannerProfile(description) -> dict:
-    """Normalise a scanner description to the keys known of: ``id`` (Table 4), ``matrix`` (x, y, z),
-    ``spacing`` (mm), ``manufacturer``, ``model``.
-
-    Accepts an adapter's ``scanner`` metadata: a simulated cohort's scanner.json (the Table-4
-    entry nested under "scanner"), a Table-4 entry itself, BIDS fields (``Manufacturer``,
-    ``ManufacturersModelName``), or {}. A Table-4 ``id`` brings its matrix, spacing and vendor.
-    """
-    from PETITELib.data.scanners import SCANNERS
-
-    flat = dict(description or {})
-    if isinstance(flat.get("scanner"), dict):
-        flat.update(flat.pop("scanner"))
-    profile = {}
-    if str(flat.get("id", "")).isdigit() and int(flat["id"]) in SCANNERS:
-        known = SCANNERS[int(flat["id"])]
-        profile.update(id=known.id, matrix=known.matrix, spacing=known.spacing, manufacturer=known.manufacturer)
-    if flat.get("matrix") and flat.get("spacing"):
-        profile["matrix"] = tuple(int(n) for n in flat["matrix"])
-        profile["spacing"] = tuple(float(v) for v in flat["spacing"])
-    for key, names in (("manufacturer", ("manufacturer", "Manufacturer")),
-                       ("model", ("model", "ManufacturersModelName"))):
-        value = next((str(flat[n]).strip() for n in names if flat.get(n)), "")
-        if value:
-            profile[key] = value
-    return profile
-
-
-def describeScanner(profile: dict) -> str:
-    """One line for a scanner profile, e.g. ``scanner 4, Philips Healthcare, 128x128x90 at 2x2x2 mm``."""
-    parts = [f"scanner {profile['id']}"] if "id" in profile else []
-    vendor = " ".join(profile[k] for k in ("manufacturer", "model") if k in profile)
-    if vendor:
-        parts.append(vendor)
-    if "matrix" in profile:
-        parts.append(f"{'x'.join(str(n) for n in profile['matrix'])} at "
-                     f"{'x'.join(f'{v:g}' for v in profile['spacing'])} mm")
-    return ", ".join(parts) or _("unknown scanner")
-
-
-def _vendor(name: str) -> str:
-    """First word of a manufacturer name, lower case ("Philips Medical Systems" -> "philips")."""
-    words = re.findall(r"[a-z0-9]+", name.lower())
-    return words[0] if words else ""
-
-
-def scannerMatchScore(profile: dict, shape, spacing, dicom: Dict[str, str]) -> Optional[int]:
-    """How well a volume fits a scanner profile: None if anything known disagrees, else the evidence:
-    2 for the same matrix and voxel spacing (within SPACING_TOLERANCE_MM), +1 for the same vendor
-    and +1 for the same model (these two only when the volume came from DICOM)."""
-    score = 0
-    if "matrix" in profile:
-        if tuple(shape) != profile["matrix"] or any(abs(a - b) > SPACING_TOLERANCE_MM
-                                                    for a, b in zip(spacing, profile["spacing"])):
-            return None
-        score += 2
-    if dicom.get("manufacturer") and "manufacturer" in profile:
-        if _vendor(dicom["manufacturer"]) != _vendor(profile["manufacturer"]):
-            return None
-        score += 1
-    if dicom.get("model") and "model" in profile:
-        if dicom["model"].strip().lower() != profile["model"].lower():
-            return None
-        score += 1
-    return score
 
 
 class PETITELogic(ScriptedLoadableModuleLogic):
@@ -885,43 +839,36 @@ class PETITELogic(ScriptedLoadableModuleLogic):
             kind = file_format(path)
             if kind == ADAPTER_FORMAT:
                 metadata = read_metadata(path, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION)
-                profile = scannerProfile(metadata.get("scanner"))
-                return AdapterInfo(name, path, str(metadata.get("spec", "")), profile, describeScanner(profile))
+                profile = scanner_matching.scanner_profile(metadata.get("scanner"))
+                return AdapterInfo(name, path, str(metadata.get("spec", "")), profile,
+                                   scanner_matching.describe_scanner(profile))
             if kind == BASE_FORMAT:  # a fully fine-tuned model: its training summary names the scanner
                 metadata = read_metadata(path, BASE_FORMAT, BASE_FORMAT_VERSION)
                 scanner = str(metadata.get("training", {}).get("scanner") or _("unknown scanner"))
-                return AdapterInfo(name, path, "full", {}, f"{scanner} ({_('full fine-tuning')})")
+                return AdapterInfo(name, path, "full", scanner_matching.ScannerProfile(),
+                                   f"{scanner} ({_('full fine-tuning')})")
             raise PetiteError(f"{path}: not a PETITE adapter file")
         except PetiteError as exc:
-            return AdapterInfo(name, path, "", {}, _("unreadable: {problem}").format(problem=exc))
+            return AdapterInfo(name, path, "", scanner_matching.ScannerProfile(),
+                               _("unreadable: {problem}").format(problem=exc))
 
     def detectScanner(self, volumeNode):
-        """The Table-4 scanner (:class:`PETITELib.data.scanners.Scanner`) a volume fits, or None.
-
-        Matrix and voxel spacing must match; for a volume loaded from DICOM the manufacturer
-        must agree too (see :func:`scannerMatchScore`).
-        """
-        from PETITELib.data.scanners import SCANNERS
-
+        """The Table-4 scanner (:class:`PETITELib.data.scanners.Scanner`) a volume fits, or None
+        (see :func:`PETITELib.scanner_matching.detect_scanner`; DICOM names count when present)."""
         shape, spacing = slicer_bridge.volume_grid(volumeNode)
-        dicom = slicer_bridge.dicom_scanner_info(volumeNode)
-        for scanner in SCANNERS.values():
-            if scannerMatchScore(scannerProfile(scanner.to_json()), shape, spacing, dicom):
-                return scanner
-        return None
+        return scanner_matching.detect_scanner(shape, spacing, slicer_bridge.dicom_scanner_info(volumeNode))
 
     def matchAdapter(self, volumeNode, adapters: Optional[List[AdapterInfo]] = None) -> Optional[AdapterInfo]:
-        """The adapter ``auto`` picks for a volume: the best :func:`scannerMatchScore` among
-        ``adapters`` (default: the installed ones) with some positive evidence, the most recently
-        written on a tie; None when none fits."""
+        """The adapter ``auto`` picks for a volume, or None when none fits: the best match of its
+        scanner (:func:`PETITELib.scanner_matching.best_match`) among ``adapters`` (default: the
+        installed ones); on a tie, the most recently written."""
+        def newestFirst(adapter: AdapterInfo):
+            return (adapter.path.stat().st_mtime_ns if adapter.path.exists() else 0), adapter.name
+
+        ordered = sorted(self.installedAdapters() if adapters is None else adapters, key=newestFirst, reverse=True)
         shape, spacing = slicer_bridge.volume_grid(volumeNode)
-        dicom = slicer_bridge.dicom_scanner_info(volumeNode)
-        candidates = []
-        for adapter in self.installedAdapters() if adapters is None else adapters:
-            score = scannerMatchScore(adapter.scanner, shape, spacing, dicom)
-            if score:
-                candidates.append((score, adapter.path.stat().st_mtime_ns, adapter.name, adapter))
-        return max(candidates)[-1] if candidates else None
+        return scanner_matching.best_match([(adapter.scanner, adapter) for adapter in ordered], shape, spacing,
+                                           slicer_bridge.dicom_scanner_info(volumeNode))
 
     def resolveAdapter(self, adapter: str, volumeNode) -> Optional[pathlib.Path]:
         """Adapter file for a choice: "auto" (:meth:`matchAdapter`; None when nothing fits), "none"

@@ -67,6 +67,9 @@ def atomic_write_bytes(path, data: bytes, overwrite: bool = False) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -97,7 +100,7 @@ def save_volume(path, array: np.ndarray, affine: np.ndarray, overwrite: bool = F
         import io
 
         buf = io.BytesIO()
-        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:
+        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
             gz.write(raw)
         raw = buf.getvalue()
     atomic_write_bytes(path, raw, overwrite=overwrite)

@@ -5,7 +5,6 @@ each training run takes a few seconds.
 """
 import json
 
-import numpy as np
 import pytest
 import torch
 from phantom_head import write_plain_cohort
@@ -107,3 +106,16 @@ def test_bad_settings_are_refused_before_any_work(cohorts, base, tmp_path):
     with pytest.raises(PetiteError, match="no checkpoint"):
         api.finetune(cohorts[1], base=base, out=tmp_path / "x.safetensors", resume=True)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_evaluate_command_writes_json_and_markdown(cohorts, base, adapter, tmp_path, capsys):
+    from PETITELib.cli import main
+
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--base", str(base), "--adapter", str(adapter), "--cohort", str(cohorts[1]),
+                 "--subjects", "sub-001", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "| input |" in table and "| no-ft |" in table and "| petite |" in table
+    result = json.loads(out.read_text())
+    assert result["subjects"] == ["sub-001"] and result["methods"]["petite"]["percent"] > 0
+    assert out.with_suffix(".md").read_text() == table

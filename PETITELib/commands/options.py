@@ -28,6 +28,8 @@ def add_training_overrides(parser) -> None:
                        help="validation subjects: a count (>= 1) or a fraction (< 1) of the cohort")
     group.add_argument("--val-every", type=int, help="validate (whole volumes) every N epochs")
     group.add_argument("--overlap", type=float, help="sliding-window overlap used for validation (0..0.9)")
+    group.add_argument("--checkpointing", action="store_true", default=None,
+                       help="recompute transformer activations in the backward pass: less memory, more time")
     group.add_argument("--resume", action="store_true",
                        help="continue the interrupted run that writes OUT (from OUT.ckpt/)")
     group.add_argument("--overwrite", action="store_true", help="replace an existing OUT")

@@ -40,6 +40,7 @@ def finetune(cohort_dir, *, base, peft: str = "petite", out, epochs: Optional[in
     settings = finetune_defaults(generator.backbone_name, generator.preset, table3.learning_rate,
                                  table3.weight_decay, warmup).with_overrides(epochs=epochs, lr=lr, **overrides)
     out = check_output(out, resume, overwrite)
+    generator.gradient_checkpointing = settings.checkpointing
     if discriminator is not None:
         discriminator.requires_grad_(False)
     count = count_parameters(generator)

@@ -29,10 +29,12 @@ L1_WEIGHT = 100.0
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and CUDA) RNGs."""
+    """Seed Python, numpy and torch (CPU and CUDA) RNGs; ask cuDNN for deterministic kernels."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def check_output(out: Path, resume: bool, overwrite: bool, suffix: str = ".safetensors") -> Path:

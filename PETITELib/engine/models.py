@@ -8,7 +8,6 @@ from (``finetuned_from``). Wherever an adapter is accepted, a fully fine-tuned m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import nn
@@ -45,14 +44,14 @@ def resolve_base(base) -> Path:
     return Path(base)
 
 
-def load_base(base, device: torch.device, gradient_checkpointing: bool = False):
+def load_base(base, device: torch.device):
     """A :class:`PETITELib.peft.BaseModel` (model and discriminator on ``device``, eval mode)."""
     from ..peft import load_base_model
 
     path = resolve_base(base)
     if file_format(path) != BASE_FORMAT:
         raise PetiteError(f"{path}: is an adapter, not a base model (pass it with --adapter)")
-    return load_base_model(path, gradient_checkpointing=gradient_checkpointing, device=device)
+    return load_base_model(path, device=device)
 
 
 def check_compatible(base, adapter) -> None:

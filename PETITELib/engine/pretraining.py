@@ -34,7 +34,8 @@ def pretrain(cohort_dir, *, backbone: str, preset: str = "cpu", out, seed: int =
     torch_device = select_device(device)
     out = check_output(out, resume, overwrite)
     seed_everything(seed)
-    generator = build_backbone(backbone, preset).to(torch_device)
+    generator = build_backbone(backbone, preset,
+                               gradient_checkpointing=settings.checkpointing).to(torch_device)
     start_from_identity(generator)
     discriminator = None
     if BACKBONES[backbone].build_discriminator is not None:

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
-
 from ..errors import PetiteError
 from ..nifti_io import load_volume, save_volume
 from ..progress import CancelToken, ProgressCallback

@@ -24,7 +24,9 @@ class TrainSettings:
     crops_per_subject: 64^3 crops drawn per training subject per epoch (half centred in the
     head, half anywhere: air and edges too); val_subjects: validation subjects, a count
     (>= 1) or a fraction (< 1) of the cohort; val_every: validate every N epochs (and after
-    the last); overlap: sliding-window overlap for validation.
+    the last); overlap: sliding-window overlap for validation; checkpointing: recompute the
+    transformer blocks' activations in the backward pass instead of storing them (less memory,
+    more time; the result is the same).
     """
 
     epochs: int
@@ -36,6 +38,7 @@ class TrainSettings:
     val_every: int = 1
     overlap: float = DEFAULT_OVERLAP
     warmup_fraction: float = 0.0
+    checkpointing: bool = False
 
     def with_overrides(self, **overrides) -> "TrainSettings":
         """A copy with the given non-None values replaced, checked (PetiteError names the option)."""

@@ -2,7 +2,7 @@
 
 ``METHOD_DEFAULTS[backbone][method][part]`` is the argument dict a spec term starts from, or
 None where the method has nothing to act on in that part (UNETR's CNN decoder has no token
-sequence for VPT and no affine norm for LayerNorm tuning). LoRA's alpha defaults to its rank
+sequence for VPT and no LayerNorm). LoRA's alpha defaults to its rank
 (scaling 1). VPT token tuples have one count per prompt stage of the part.
 """
 from __future__ import annotations

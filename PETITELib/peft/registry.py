@@ -34,7 +34,7 @@ class PeftMethod:
 
 METHODS: Dict[str, PeftMethod] = {m.name: m for m in (
     PeftMethod("layernorm", "selective", layernorm.Config, layernorm.inject, False,
-               "train the affine parameters of the normalisation layers"),
+               "train the weight and bias of every LayerNorm"),
     PeftMethod("bitfit", "selective", bitfit.Config, bitfit.inject, False, "train every bias"),
     PeftMethod("lora", "additive", lora.Config, lora.inject, True,
                "low-rank updates of attention q and k (and of CNN convolutions)"),

@@ -5,7 +5,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_FILE = REPO / "PETITE" / "PETITE.py"
-UI_FILE = REPO / "PETITE" / "Resources" / "UI" / "PETITE.ui"
+UI_FILE = REPO / "Resources" / "UI" / "PETITE.ui"  # the module's resources are at the top level
 
 
 def oblique_affine(spacing=(2.03642, 2.03642, 2.425), degrees=(20.0, -12.0),

@@ -180,26 +180,6 @@ def test_sample_data_is_simulated_once_and_loaded_in_bq_per_ml(scene, logic):
         logic.loadSampleData(9)
 
 
-def test_scanner_profiles_and_match_scores(petite):
-    from PETITELib.data.scanners import SCANNERS
-
-    simulated = petite.scannerProfile({"generator": "petite simulate", "scanner": SCANNERS[4].to_json()})
-    assert simulated == {"id": 4, "matrix": (128, 128, 90), "spacing": (2.0, 2.0, 2.0),
-                         "manufacturer": "Philips Healthcare"}
-    assert petite.describeScanner(simulated) == "scanner 4, Philips Healthcare, 128x128x90 at 2x2x2 mm"
-    score = petite.scannerMatchScore
-    assert score(simulated, (128, 128, 90), (2.0, 2.0, 2.0004), {}) == 2
-    assert score(simulated, (128, 128, 90), (2.0, 2.0, 2.0), {"manufacturer": "Philips Medical Systems"}) == 3
-    assert score(simulated, (128, 128, 90), (2.0, 2.0, 2.0), {"manufacturer": "SIEMENS"}) is None
-    assert score(simulated, (128, 128, 63), (2.0, 2.0, 2.0), {}) is None
-    assert score(simulated, (128, 128, 90), (2.0, 2.0, 2.01), {}) is None
-
-    bids = petite.scannerProfile({"Manufacturer": "GE MEDICAL SYSTEMS", "ManufacturersModelName": "Discovery MI"})
-    assert score(bids, (64, 64, 64), (3.0, 3.0, 3.0), {}) == 0  # no evidence: never picked by auto
-    assert score(bids, (64, 64, 64), (3.0, 3.0, 3.0), {"manufacturer": "GE Healthcare", "model": "discovery mi"}) == 2
-    assert petite.describeScanner({}) == "unknown scanner"
-
-
 def test_detect_scanner_uses_grid_and_dicom_manufacturer(scene, slicer_core, logic, monkeypatch):
     from PETITELib.data.scanners import SCANNERS
 

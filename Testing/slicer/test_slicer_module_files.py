@@ -110,27 +110,57 @@ def _checker() -> Path:
 @pytest.mark.skipif(not _checker().is_file(), reason="Slicer API checker not found at ../shared/slicer-api "
                                                       "(relative to the repository)")
 def test_slicer_api_checker_reports_no_problems():
-    run = subprocess.run([sys.executable, str(_checker()), "PETITE/PETITE.py"], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, str(_checker()), str(MODULE_FILE.relative_to(REPO)),
+                          str(UI_FILE.relative_to(REPO))],  # not beside the module: given explicitly
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert (run.returncode, run.stdout + run.stderr) == (0, "")
 
 
-def test_cmake_lists_every_petitelib_file_and_every_module_resource():
+def _repository_files(folder: str):
+    """Files under a top-level folder of the repository, as paths relative to it (no caches)."""
+    return sorted(p.relative_to(REPO).as_posix() for p in (REPO / folder).rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+
+
+def test_cmake_lists_every_petitelib_file_and_every_resource():
     text = (REPO / "PETITE" / "CMakeLists.txt").read_text()
     assert not re.search(r"file\s*\(\s*GLOB", text, flags=re.I)
-    listed = _cmake_list(text, "PETITELIB_PYTHON_SCRIPTS") + _cmake_list(text, "PETITELIB_PYTHON_RESOURCES")
-    on_disk = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "PETITELib").rglob("*")
-                     if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
-    shipped = [p for p in on_disk if not p.startswith(NOT_SHIPPED)]
+    listed = _cmake_list(text, "PETITELIB_PYTHON_SCRIPTS")
+    shipped = [p for p in _repository_files("PETITELib") if not p.startswith(NOT_SHIPPED)]
     assert {"missing from PETITE/CMakeLists.txt": sorted(set(shipped) - set(listed)),
             "listed but not on disk or not shipped": sorted(set(listed) - set(shipped))} == {
         "missing from PETITE/CMakeLists.txt": [], "listed but not on disk or not shipped": []}
 
-    module_dir = REPO / "PETITE"
-    resources = [r.replace("${MODULE_NAME}", "PETITE") for r in _cmake_list(text, "MODULE_PYTHON_RESOURCES")]
-    assert sorted(resources) == ["Resources/Icons/PETITE.png", "Resources/UI/PETITE.ui"]
-    assert all((module_dir / r).is_file() for r in resources)
-    assert re.search(r"slicerMacroBuildScriptedModule\(.*WITH_GENERIC_TESTS", text, flags=re.S)
+    # Resources/ at the top level, copied with PETITELib (SOURCE_DIR: the repository root) into
+    # the scripted-modules folder, where resourcePath() looks once installed.
+    resources = [r.replace("${MODULE_NAME}", "PETITE") for r in _cmake_list(text, "PETITE_RESOURCES")]
+    assert sorted(resources) == _repository_files("Resources") == ["Resources/Icons/PETITE.png",
+                                                                   "Resources/UI/PETITE.ui"]
+    call = re.search(r"ctkMacroCompilePythonScript\((.*?)\)", text, flags=re.S).group(1).split()
+    arguments = dict(zip(call[::2], call[1::2]))
+    assert arguments["SCRIPTS"] == '"${PETITELIB_PYTHON_SCRIPTS}"'
+    assert arguments["RESOURCES"] == '"${PETITE_RESOURCES}"'
+    assert arguments["SOURCE_DIR"] == "${PROJECT_SOURCE_DIR}"
+    assert arguments["DESTINATION_DIR"] == "${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}"
+    assert "NO_INSTALL_SUBDIR" in call
+
+    module = re.search(r"slicerMacroBuildScriptedModule\((.*?)\)", text, flags=re.S).group(1)
+    assert "WITH_GENERIC_TESTS" in module and "RESOURCES" not in module
+    assert not (REPO / "PETITE" / "Resources").exists()  # one Resources folder, at the top
+
+
+def test_resources_are_found_in_a_source_checkout_and_when_installed(petite, tmp_path, monkeypatch):
+    """Source checkout: PETITE/PETITE.py finds ../Resources. Installed: Resources/ beside PETITE.py wins."""
+    assert petite.extensionPath("Resources/UI/PETITE.ui") == str(UI_FILE)
+    assert petite.PETITEWidget().resourcePath("UI/PETITE.ui") == str(UI_FILE)  # setup() loads the .ui by it
+    assert petite.extensionPath(petite.ICON_FILE) == str(REPO / "Resources" / "Icons" / "PETITE.png")
+    assert petite.extensionPath("PETITELib") == str(REPO / "PETITELib")
+
+    installed = tmp_path / "qt-scripted-modules"  # as the build lays it out (PETITE/CMakeLists.txt)
+    (installed / "Resources" / "UI").mkdir(parents=True)
+    (installed / "Resources" / "UI" / "PETITE.ui").write_text("<ui/>")
+    monkeypatch.setattr(petite, "__file__", str(installed / "PETITE.py"))
+    assert petite.extensionPath("Resources/UI/PETITE.ui") == str(installed / "Resources" / "UI" / "PETITE.ui")
 
 
 def test_extension_metadata_and_catalog_entry_agree():
@@ -152,7 +182,7 @@ def test_extension_metadata_and_catalog_entry_agree():
 
 
 def test_icons_are_the_same_128_pixel_png():
-    top, module = REPO / "PETITE.png", REPO / "PETITE" / "Resources" / "Icons" / "PETITE.png"
+    top, module = REPO / "PETITE.png", REPO / "Resources" / "Icons" / "PETITE.png"
     data = top.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (128, 128)

@@ -161,11 +161,15 @@ def _write_montage(out_dir: Path, scanners: Sequence[Scanner], overwrite: bool) 
     """montage.png: central axial slices of sub-001's short, long and truth, one row per scanner."""
     from ...figures import save_montage
 
+    def central_plane(path: Path) -> np.ndarray:  # a 1-slice volume: its centre is this plane
+        array = load_volume(path).array
+        return array[:, :, array.shape[2] // 2:array.shape[2] // 2 + 1].copy()
+
     rows = []
     for scanner in scanners:
         folder = out_dir / scanner.name / subject_name(0)
         label = f"{scanner.name} {'x'.join(str(n) for n in scanner.matrix)}"
-        rows.append((label, [load_volume(folder / f"{name}.nii.gz").array
+        rows.append((label, [central_plane(folder / f"{name}.nii.gz")
                              for name in ("short", "long", "truth")]))
     # Every Table 4 scanner has square in-plane voxels, so one aspect ratio suits all rows.
     return save_montage(out_dir / MONTAGE_NAME, rows,

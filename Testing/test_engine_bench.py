@@ -1,0 +1,73 @@
+"""Benchmark plan, target checks and reports (fast); the whole protocol on a tiny run (slow)."""
+import json
+
+import pytest
+
+from PETITELib.engine.bench import BENCH_METHODS, bench_markdown, make_plan, run_bench, target_checks
+from PETITELib.engine.reports import bench_plot_png
+from PETITELib.errors import PetiteError
+
+
+def _row(psnr, ssim=0.9, seconds=None, mem=None, percent=None):
+    return {"psnr": psnr, "ssim": ssim, "nrmse": 0.03, "psnr_whole": psnr + 5, "ssim_whole": 0.95,
+            "nrmse_whole": 0.02, "seconds": seconds, "peak_mem_mb": mem, "percent": percent,
+            "sd": {"psnr": 0.1}}
+
+
+def _result():
+    methods = {"input": _row(28.0, 0.90), "no-ft": _row(28.5, 0.91), "full": _row(30.5, 0.93, 100, 1000, 100.0)}
+    for name in BENCH_METHODS[1:-1]:
+        methods[name] = _row(29.5, 0.92, 60, 700, 0.5)
+    methods["petite"] = _row(30.45, 0.93, 50, 450, 0.3)
+    source = {"base": {"psnr": 29.0, "ssim": 0.9}, "input": {"psnr": 27.5, "ssim": 0.88}}
+    return {"methods": methods, "source_validation": source, "targets": target_checks(methods, source),
+            "config": {"backbone": "unetr", "preset": "cpu", "quick": True, "source_scanner": 1,
+                       "target_scanner": 4, "simulate_mode": "fast", "target_train": 10},
+            "machine": {"device": "cpu (2 threads)"}, "test_subjects": ["sub-013"], "wall_seconds": 600.0,
+            "memory_note": "CPU peak RSS above the start"}
+
+
+def test_target_checks_measure_every_target():
+    checks = _result()["targets"]
+    assert checks["petite_minus_input_psnr_db"] == pytest.approx(2.45)
+    assert checks["petite_minus_input_psnr_db_ok"] and checks["petite_ssim_above_input_ok"]
+    assert checks["source_base_beats_input_ok"]
+    assert checks["petite_recovery_of_full_gain"] == pytest.approx(1.95 / 2.0)
+    assert checks["petite_recovery_ok"] and checks["every_peft_beats_no_ft_ok"]
+    assert checks["petite_over_full_peak_mem"] == pytest.approx(0.45) and checks["petite_memory_ok"]
+    assert checks["petite_over_full_wall_time"] == pytest.approx(0.5) and checks["petite_time_ok"]
+
+
+def test_reports_list_every_method():
+    result = _result()
+    markdown = bench_markdown(result)
+    for name in ("input", "no-ft", *BENCH_METHODS):
+        assert f"| {name} |" in markdown
+    assert "petite_recovery_ok: True" in markdown
+    assert bench_plot_png(result)[:4] == b"\x89PNG"
+
+
+def test_plans():
+    quick = make_plan("unetr", "cpu", quick=True)
+    assert quick.simulate_mode == "fast" and quick.target_train == 10 and quick.methods == BENCH_METHODS
+    full = make_plan("cvtgan", "paper")
+    assert full.simulate_mode == "full" and full.source_subjects == 45 and full.target_val == 15
+    with pytest.raises(PetiteError, match="unknown method"):
+        make_plan("unetr", "cpu", methods=("dora",))
+
+
+@pytest.mark.slow
+def test_tiny_bench_runs_end_to_end(tmp_path):
+    from dataclasses import replace
+
+    plan = replace(make_plan("cvtgan", "cpu", quick=True, device="cpu", methods=("full", "petite")),
+                   source_subjects=3, source_val=1, target_train=2, target_val=1, target_test=1,
+                   pretrain=dict(epochs=1, crops_per_subject=1, batch_size=2),
+                   finetune=dict(epochs=1, crops_per_subject=1, batch_size=2))
+    run_bench(plan, tmp_path / "result.json")
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert list(result["methods"]) == ["input", "no-ft", "full", "petite"]
+    for key in ("percent", "psnr", "ssim", "nrmse", "psnr_whole", "ssim_whole", "nrmse_whole", "seconds",
+                "peak_mem_mb", "psnr_truth", "ssim_truth"):
+        assert result["methods"]["petite"][key] is not None, key
+    assert (tmp_path / "result.md").exists() and (tmp_path / "result.png").exists()
