@@ -56,6 +56,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("petite: interrupted\n")
         return 130
+    except BrokenPipeError:  # e.g. `petite methods | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

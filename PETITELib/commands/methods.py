@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 import torch
 
 from ..backbones import BACKBONES, PRESETS, build_backbone
-from ..peft import (CatalogueEntry, apply_peft, count_parameters, default_hyperparameters, method_catalogue,
+from ..peft import (METHODS, CatalogueEntry, apply_peft, count_parameters, default_hyperparameters, method_catalogue,
                     remove_peft)
 
 
@@ -19,8 +19,11 @@ def register(subparsers) -> None:
         "methods", help="list PEFT methods and mixes with their trainable parameters",
         description="List every PEFT method (the paper's Table 1 settings), the 'petite' preset, full "
                     "fine-tuning and every feasible Mix-PEFT (Tables 6/7, with BitFit), with trainable "
-                    "parameters and their percentage of the base model.")
-    parser.add_argument("--backbone", required=True, choices=list(BACKBONES), help="backbone to count on")
+                    "parameters and their percentage of the base model.",
+        epilog="methods: " + "; ".join(f"{m.name}: {m.description}" for m in METHODS.values()),
+    )
+    parser.add_argument("--backbone", required=True, choices=list(BACKBONES),
+                        help="; ".join(f"{name}: {entry.description}" for name, entry in BACKBONES.items()))
     parser.add_argument("--preset", default="paper", choices=PRESETS, help="model size (default: paper)")
     parser.add_argument("--spec", help="count only this PEFT spec, e.g. 'enc=lora(r=8)+dec=ssf+bitfit'")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")

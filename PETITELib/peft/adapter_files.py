@@ -8,7 +8,7 @@ describing the target scanner) and ``training`` (free-form summary).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -58,7 +58,7 @@ def save_adapter(path, model: nn.Module, scanner: Optional[dict] = None, trainin
                                record.spec.canonical, dict(scanner or {}), dict(training or {}))
     to_json(metadata.scanner, f"{path}: scanner description")
     to_json(metadata.training, f"{path}: training summary")
-    document = {"format": ADAPTER_FORMAT, **metadata.__dict__}
+    document = {"format": ADAPTER_FORMAT, **asdict(metadata)}
     write_tensors(path, tensors, document, overwrite=overwrite)
     return metadata
 

@@ -102,11 +102,6 @@ class MethodHandle:
 
         self.undo.append(restore)
 
-    @property
-    def mergeable(self) -> bool:
-        """True when every attached layer can be folded into its target's weights."""
-        return bool(self.attachments) and all(hasattr(a.layer, "merge_into") for a in self.attachments)
-
     def merge(self) -> None:
         """Fold each attached layer into its target's weights and detach it (output unchanged)."""
         for attachment in self.attachments:
