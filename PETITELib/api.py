@@ -39,7 +39,7 @@ def reconstruct(volume: np.ndarray, affine: np.ndarray, *, base=None, adapter=No
     in the input's units (Bq/mL, SUV...): the output keeps the input's geometry.
     """
     from .engine.devices import select_device
-    from .engine.inference import reconstruct_volume
+    from .engine.inference import check_overlap, reconstruct_volume
     from .engine.models import load_for_inference
 
     volume = np.asarray(volume, dtype=np.float32)
@@ -50,6 +50,7 @@ def reconstruct(volume: np.ndarray, affine: np.ndarray, *, base=None, adapter=No
         raise PetiteError(f"input affine: expected a finite 4x4 matrix, got shape {affine.shape}")
     if not np.isfinite(volume).all():
         raise PetiteError("input volume: contains NaN or Inf values")
+    check_overlap(overlap)
     torch_device = select_device(device)
     model = load_for_inference(base, adapter, torch_device)
     spacing = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
@@ -70,8 +71,10 @@ def evaluate(cohort_dir, *, base, adapters: Sequence = (), subjects: Optional[Se
     from .data.cohort import load_cohort
     from .engine.devices import select_device
     from .engine.evaluation import evaluate_models, select_subjects
+    from .engine.inference import check_overlap
     from .engine.models import check_compatible, describe_weights, load_for_inference, resolve_base
 
+    check_overlap(overlap)
     torch_device = select_device(device)
     base_path = resolve_base(base)
     cohort = load_cohort(cohort_dir)

@@ -107,7 +107,9 @@ def test_bad_inputs_give_one_line_errors(files, tmp_path, capsys):
     assert main(["reconstruct", str(files["short"]), "-o", str(tmp_path / "o.nii.gz"), "--quiet"]) == 2
     assert main(["reconstruct", str(files["short"]), "-o", str(tmp_path / "o.nii.gz"),
                  "--base", str(files["adapter"]), "--quiet"]) == 2
+    assert main(["reconstruct", str(files["short"]), "-o", str(tmp_path / "o.nii.gz"),
+                 "--base", str(files["base0"]), "--overlap", "1.5", "--quiet"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 3 and all(line.startswith("petite: error:") for line in errors)
+    assert len(errors) == 4 and all(line.startswith("petite: error:") for line in errors)
     with pytest.raises(PetiteError, match="3 dimensions"):
         api.reconstruct(np.zeros((4, 4)), np.eye(4), base=files["base0"])

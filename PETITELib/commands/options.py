@@ -27,7 +27,7 @@ def add_training_overrides(parser) -> None:
     group.add_argument("--val-subjects", type=float,
                        help="validation subjects: a count (>= 1) or a fraction (< 1) of the cohort")
     group.add_argument("--val-every", type=int, help="validate (whole volumes) every N epochs")
-    group.add_argument("--overlap", type=float, help="sliding-window overlap used for validation (0..0.9)")
+    group.add_argument("--overlap", type=float, help="sliding-window overlap used for validation (0..0.9, default 0.25)")
     group.add_argument("--checkpointing", action="store_true", default=None,
                        help="recompute transformer activations in the backward pass: less memory, more time")
     group.add_argument("--resume", action="store_true",

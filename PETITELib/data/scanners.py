@@ -35,7 +35,7 @@ class Scanner:
     postfilter_fwhm_mm: isotropic Gaussian post-filter FWHM in mm (0: none).
     surrogate_short_noise: the short frame's white-matter noise (a fraction of the mean) that the
         fast image-domain surrogate imitates: the full mode's measured value, see
-        docs/readme/simulator.md.
+        the README (Simulated data).
     """
 
     id: int

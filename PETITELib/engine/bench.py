@@ -14,6 +14,7 @@ interrupted training from its checkpoint, so a long benchmark survives interrupt
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -77,7 +78,7 @@ def make_plan(backbone: str, preset: str, quick: bool = False, seed: int = 0, de
     """The benchmark plan: ``quick`` (under 20 minutes on 2 CPU cores with the cpu preset) or full.
 
     Quick: fast surrogate simulation, 8 source and 15 target subjects (10 train, 2 val, 3 test),
-    short trainings. Full: physics simulation, the paper's sizes where affordable (cpu preset:
+    short trainings (10 pre-training epochs of 4 steps, 3 fine-tuning epochs of 4 steps). Full: physics simulation, the paper's sizes where affordable (cpu preset:
     30 source subjects with 6 for validation; paper preset: 45 with 15), 10 target training
     subjects, 5 (cpu) or 15 (paper) target validation and 10 test subjects, default epochs.
     """
@@ -88,8 +89,8 @@ def make_plan(backbone: str, preset: str, quick: bool = False, seed: int = 0, de
         return BenchPlan(backbone, preset, True, seed, device, simulate_mode or "fast", 1, target_scanner,
                          source_subjects=8, source_val=2, target_train=10, target_val=2, target_test=3,
                          jobs=jobs, methods=tuple(methods),
-                         pretrain=dict(epochs=12, crops_per_subject=4, val_every=4),
-                         finetune=dict(epochs=4, crops_per_subject=2, val_every=2))
+                         pretrain=dict(epochs=10, crops_per_subject=4, val_every=5),
+                         finetune=dict(epochs=3, crops_per_subject=2, val_every=3))
     paper = preset == "paper"
     return BenchPlan(backbone, preset, False, seed, device, simulate_mode or "full", 1, target_scanner,
                      source_subjects=45 if paper else 30, source_val=15 if paper else 6, target_train=10,
@@ -124,8 +125,11 @@ class _Bench:
         from ..data.simulator import simulate_cohort
 
         folder = self.work / "data" / name / f"scanner{scanner}"
-        if (folder / "scanner.json").exists() and len(load_cohort(folder)) == subjects:
-            return folder
+        if (folder / "scanner.json").exists():
+            record = json.loads((folder / "scanner.json").read_text())
+            if (record.get("mode"), record.get("seed"), len(load_cohort(folder))) == \
+                    (self.plan.simulate_mode, seed, subjects):
+                return folder
         simulate_cohort(self.work / "data" / name, scanners=[scanner], subjects=subjects, seed=seed,
                         mode=self.plan.simulate_mode, jobs=self.plan.jobs, overwrite=True,
                         progress=self.progress, cancel=self.cancel)

@@ -12,21 +12,28 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..errors import PetiteError
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from .devices import autocast_context
 
 ROI = 64
 DEFAULT_OVERLAP = 0.25  # MONAI's default; 0.5 triples the tiles (about 3x slower) for little gain
+MAX_OVERLAP = 0.9
+
+
+def check_overlap(overlap: float) -> float:
+    """``overlap`` if it lies in [0, MAX_OVERLAP]; a PetiteError naming ``--overlap`` otherwise."""
+    if not 0.0 <= overlap <= MAX_OVERLAP:
+        raise PetiteError(f"--overlap {overlap}: must be between 0 and {MAX_OVERLAP}")
+    return overlap
 
 
 def tile_starts(size: int, roi: int, overlap: float) -> List[int]:
     """Start indices of tiles of length ``roi`` covering ``size`` voxels with the given overlap.
 
     The stride is ``roi * (1 - overlap)`` (at least 1); the last tile ends exactly at ``size``.
-    ``size`` must be >= ``roi`` (smaller axes are padded first).
+    ``size`` must be >= ``roi`` (smaller axes are padded first); overlap in [0, 1).
     """
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     stride = max(1, int(round(roi * (1.0 - overlap))))
     count = max(1, math.ceil((size - roi) / stride) + 1)
     starts = [min(i * stride, size - roi) for i in range(count)]
@@ -57,11 +64,6 @@ def _pad_to_roi(volume: np.ndarray, roi: int) -> Tuple[np.ndarray, Tuple[slice, 
     return volume, tuple(crop)
 
 
-def count_tiles(shape: Sequence[int], roi: int = ROI, overlap: float = DEFAULT_OVERLAP) -> int:
-    """How many tiles :func:`sliding_window_predict` runs for a volume of ``shape`` (x, y, z)."""
-    return int(np.prod([len(tile_starts(max(s, roi), roi, overlap)) for s in shape]))
-
-
 @torch.inference_mode()
 def sliding_window_predict(predict: Callable[[torch.Tensor], torch.Tensor], volume: np.ndarray, *,
                            device: torch.device, roi: int = ROI, overlap: float = DEFAULT_OVERLAP,
@@ -74,6 +76,7 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], torch.Tensor], volu
     they run under autocast. Reports one progress step per batch of tiles and checks
     ``cancel`` between batches. Returns a float32 array of ``volume``'s shape.
     """
+    check_overlap(overlap)
     padded, crop = _pad_to_roi(np.asarray(volume, dtype=np.float32), roi)
     starts = [tile_starts(size, roi, overlap) for size in padded.shape]
     corners = [(i, j, k) for i in starts[0] for j in starts[1] for k in starts[2]]
