@@ -48,6 +48,12 @@ def test_adapter_metadata_records_the_run(adapter):
     assert not checkpoint_folder(adapter).exists()
 
 
+def test_adapter_records_the_voxel_grid_it_was_trained_on(adapter):
+    scanner = read_adapter(adapter).metadata.scanner
+    assert scanner["matrix"] == [70, 66, 40]
+    assert len(scanner["spacing"]) == 3 and all(v > 0 for v in scanner["spacing"])
+
+
 def test_same_seed_gives_the_same_adapter(cohorts, base, adapter, tmp_path):
     again = api.finetune(cohorts[1], base=base, peft="petite", out=tmp_path / "again.safetensors", seed=3,
                          device="cpu", **TINY)

@@ -12,9 +12,10 @@ cheap, and the exact shape of this margin does not matter), the rest uniformly o
 volume (clipped so the crop fits), so the network also sees air and the head's edge. Every
 sample's crop depends only on (seed, epoch, index): reproducible with any DataLoader worker count.
 
-Random choices are made with numpy Generators seeded per sample rather than with MONAI's
+Padding and cropping are MONAI transforms (``BorderPad``, ``SpatialCrop``). The random choices
+(where each crop goes) are made with numpy Generators seeded per sample rather than with MONAI's
 random transforms, whose state lives in each transform object and therefore depends on worker
-processes and call order; the operations themselves are plain slicing and zero padding.
+processes and call order.
 """
 from __future__ import annotations
 
@@ -44,10 +45,14 @@ Padding = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]
 def pad_to_roi(array: np.ndarray, roi: int = ROI) -> Tuple[np.ndarray, Padding]:
     """Zero-pad an (x, y, z) array so every axis has at least ``roi`` voxels, split evenly
     before/after. Returns (padded array, padding ((before, after) per axis, in voxels))."""
+    from monai.transforms import BorderPad
+
     padding = tuple((max(roi - n, 0) // 2, max(roi - n, 0) - max(roi - n, 0) // 2) for n in array.shape)
     if not any(before or after for before, after in padding):
         return array, padding
-    return np.pad(array, padding, mode="constant", constant_values=0), padding
+    pad = BorderPad(spatial_border=[v for pair in padding for v in pair], mode="constant")
+    padded = pad(torch.from_numpy(np.ascontiguousarray(array))[np.newaxis])
+    return np.asarray(padded.as_tensor() if hasattr(padded, "as_tensor") else padded)[0], padding
 
 
 def unpad(array: np.ndarray, padding: Padding) -> np.ndarray:
@@ -224,11 +229,17 @@ class CropDataset(torch.utils.data.Dataset):
         return subject_index, tuple(int(v) for v in start)
 
     def __getitem__(self, index: int) -> dict:
-        subject_index, (x, y, z) = self.crop_origin(index)
+        from monai.transforms import SpatialCrop
+
+        subject_index, start = self.crop_origin(index)
         subject = self.subjects[subject_index]
-        window = (slice(None), slice(x, x + self.roi), slice(y, y + self.roi), slice(z, z + self.roi))
-        return {"short": torch.from_numpy(np.ascontiguousarray(subject.short[window])),
-                "long": torch.from_numpy(np.ascontiguousarray(subject.long[window]))}
+        crop = SpatialCrop(roi_start=start, roi_end=[v + self.roi for v in start])
+        return {key: _plain_tensor(crop(torch.from_numpy(getattr(subject, key)))) for key in ("short", "long")}
+
+
+def _plain_tensor(tensor) -> torch.Tensor:
+    """A contiguous plain torch.Tensor (MONAI transforms may return a MetaTensor)."""
+    return (tensor.as_tensor() if hasattr(tensor, "as_tensor") else tensor).contiguous()
 
 
 def validation_volumes(subjects: Sequence[PreparedSubject]) -> Iterator[dict]:

@@ -59,7 +59,7 @@ def finetune(cohort_dir, *, base, peft: str = "petite", out, epochs: Optional[in
             save_base_model(out, generator, discriminator, overwrite=True,
                             training={**summary, "finetuned_from": loaded.sha256})
         else:
-            save_adapter(out, generator, scanner=data.cohort.scanner, training=summary, overwrite=True)
+            save_adapter(out, generator, scanner=data.scanner_description(), training=summary, overwrite=True)
 
     def write_output(epoch, metrics):
         save(training_summary({"best_epoch": epoch, "val_metrics": metrics, "complete": False}))

@@ -75,6 +75,13 @@ class TrainingData:
                 "train_subjects": [s.subject_id for s in self.train],
                 "val_subjects": [s.subject_id for s in self.val]}
 
+    def scanner_description(self) -> dict:
+        """The cohort's scanner description plus the voxel grid it was trained on (``matrix``,
+        ``spacing`` in mm, from the first training subject), so adapters can be matched by geometry."""
+        first = self.train[0]
+        return {**self.cohort.scanner, "matrix": [int(n) for n in first.metric_mask.shape],
+                "spacing": [round(float(v), 6) for v in first.spacing]}
+
 
 def load_training_data(cohort_dir, settings: TrainSettings, seed: int,
                        progress: Optional[ProgressCallback] = None,
