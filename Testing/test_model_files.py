@@ -13,14 +13,7 @@ from PETITELib.peft import (AdapterSwitcher, applied_peft, apply_peft, base_mode
 from PETITELib.peft.safetensors_io import read_metadata, read_tensors, write_tensors
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_intra_op_thread():
-    """Single-volume passes run faster on one thread than on two on a shared 2-core machine,
-    where OpenMP threads spin-wait for each other; the setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..engine.demo import run_demo
-from .options import add_device, add_seed, progress_bar
+from .options import add_device, add_seed, print_comparison, progress_bar
 
 
 def run(args) -> int:
@@ -15,10 +15,7 @@ def run(args) -> int:
         progress.close()
     for path in result.files:
         print(path)
-    for name, label in (("input", "short scan    "), ("output", "reconstruction")):
-        m = result.metrics[name]
-        print(f"{label} vs long scan: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NRMSE {m['nrmse']:.4f} "
-              f"(inside the head); whole volume PSNR {m['psnr_whole']:.2f} dB, SSIM {m['ssim_whole']:.4f}")
+    print_comparison(result.metrics, {"input": "short scan", "output": "reconstruction"}, "long scan")
     return 0
 
 

@@ -39,3 +39,14 @@ def add_training_overrides(parser) -> None:
 def progress_bar(args) -> TqdmProgress:
     """The CLI's progress callback (a tqdm bar on stderr; silent with ``--quiet``)."""
     return TqdmProgress(disable=bool(getattr(args, "quiet", False)))
+
+
+def print_comparison(metrics: dict, labels: dict, reference: str) -> None:
+    """Print one line per scored volume (``labels``: metrics key -> label): PSNR (dB), SSIM and
+    NRMSE inside the head, then whole-volume PSNR and SSIM, against ``reference``."""
+    width = max(len(label) for label in labels.values())
+    for key, label in labels.items():
+        m = metrics[key]
+        print(f"{label:{width}s} vs {reference}: PSNR {m['psnr']:.3f} dB, SSIM {m['ssim']:.4f}, "
+              f"NRMSE {m['nrmse']:.4f} (inside the head); whole volume PSNR {m['psnr_whole']:.3f} dB, "
+              f"SSIM {m['ssim_whole']:.4f}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..engine.inference import DEFAULT_OVERLAP
 from ..engine.reconstruction import reconstruct_file
-from .options import add_device, progress_bar
+from .options import add_device, print_comparison, progress_bar
 
 
 def run_reconstruct(args) -> int:
@@ -18,10 +18,7 @@ def run_reconstruct(args) -> int:
     for path in result.files:
         print(path)
     if result.metrics:
-        for name in ("input", "output"):
-            m = result.metrics[name]
-            print(f"{name:6s} vs reference: PSNR {m['psnr']:.3f} dB, SSIM {m['ssim']:.4f}, "
-                  f"NRMSE {m['nrmse']:.4f} (head); PSNR {m['psnr_whole']:.3f} dB (whole volume)")
+        print_comparison(result.metrics, {"input": "input", "output": "output"}, "reference")
     return 0
 
 
