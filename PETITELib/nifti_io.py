@@ -67,9 +67,9 @@ def atomic_write_bytes(path, data: bytes, overwrite: bool = False) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+        # mkstemp creates 0600; give the usual rw-r--r--. (Not derived from os.umask, which can
+        # only be read by setting it: process-global and racy while a Slicer worker thread writes.)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
