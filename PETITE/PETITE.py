@@ -2,7 +2,10 @@
 
 A thin Slicer module. The panel (PETITEWidget) reads the GUI, starts jobs and shows results;
 PETITELogic (no Qt) converts MRML volume nodes through PETITELib.slicer_bridge and calls the
-PETITELib API. Everything the panel does is callable from Slicer's Python console, e.g.::
+PETITELib API. Models come from the user's models folder and from the model zoo shipped with
+the extension (PETITELib.zoo: a base model and per-scanner adapters; optional), which supplies
+the base model when the user installed none. Everything the panel does is callable from
+Slicer's Python console, e.g.::
 
     logic = slicer.util.getModuleLogic("PETITE")
     output = logic.reconstruct(slicer.util.getNode("short"), adapter="auto", device="auto")
@@ -186,8 +189,9 @@ class Overlay(enum.Enum):
 class PETITEParameterNode:
     """The panel's state, saved with the scene.
 
-    inputVolume: short-scan volume to enhance. adapter: installed adapter name, "auto" or "none".
-    baseModel: base model file (empty: the only one in the models folder's base/). device: auto/GPU/CPU.
+    inputVolume: short-scan volume to enhance. adapter: a user's or shipped adapter name, "auto" or
+    "none". baseModel: base model file (empty: the only one in the models folder's base/, else the
+    base model shipped with PETITE). device: auto/GPU/CPU.
     outputVolume: where the result goes (none: a new volume per run).
     reconstructedVolume, referenceVolume: the pair compared; overlay: error map shown;
     wholeVolumeMetrics: metrics over the whole volume instead of inside the head;
@@ -456,9 +460,11 @@ class PETITEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             grid = scanner_matching.describe_scanner(scanner_matching.ScannerProfile(matrix=shape, spacing=spacing))
             text = _("not a known scanner ({grid})").format(grid=grid)
         match = self.logic.matchAdapter(volumeNode, self._adapters)
+        if match and match.shipped:
+            return text + "; " + _("auto uses the shipped adapter '{name}'").format(name=match.name)
         if match:
             return text + "; " + _("auto uses adapter '{name}'").format(name=match.name)
-        return text + "; " + _("auto: no installed adapter fits, base model only")
+        return text + "; " + _("auto: no adapter fits, base model only")
 
     # Set-up
 
@@ -479,8 +485,7 @@ class PETITEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return True
         installed = confirmAndInstall(self.logic, requirements)
         self.updateDependencyStatus()
-        if installed:  # adapters and PEFT specs can be read now
-            self.onRefreshAdapters()
+        if installed:  # adapters and PEFT specs can be read now (onBaseModelChanged lists both)
             self.onBaseModelChanged(str(self._parameterNode.baseModel) if self._parameterNode else "")
         return installed
 
@@ -490,9 +495,14 @@ class PETITEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # Reconstruct
 
     def onRefreshAdapters(self) -> None:
-        """Read the adapters folder again and list its adapters with their scanners."""
+        """Read the adapters folder (and the shipped models) again and list the adapters."""
+        base = optionalPath(self._parameterNode.baseModel) if self._parameterNode else None
+        self._listAdapters(base)
+
+    def _listAdapters(self, base) -> None:
+        """Fill the adapter list with the adapters on offer for the base model ``base`` (None: the default)."""
         try:
-            self._adapters = self.logic.installedAdapters()
+            self._adapters = self.logic.installedAdapters(base)
         except ImportError:  # dependencies not installed yet: nothing can be read
             self._adapters = []
         combo = self.ui.adapterComboBox
@@ -501,14 +511,16 @@ class PETITEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo.addItem(_("auto (matched to the volume's scanner)"), ADAPTER_AUTO)
         combo.addItem(_("none (base model only)"), ADAPTER_NONE)
         for adapter in self._adapters:
-            combo.addItem(f"{adapter.name} - {adapter.description} [{adapter.spec}]", adapter.name)
+            combo.addItem(adapter.label(), adapter.name)
         combo.blockSignals(wasBlocked)
         self._updateGUI()
 
     def onBaseModelChanged(self, path: str = "") -> None:
-        """List the PEFT specs that suit the backbone of the base model ``path`` (or the default one)."""
+        """List the PEFT specs that suit the backbone of the base model ``path`` (or the default one),
+        and the adapters that fit it (shipped adapters fit the shipped base only)."""
+        self._listAdapters(optionalPath(path))
         try:
-            base = self.logic.resolveBase(optionalPath(path))
+            base = self.logic.resolveBase(optionalPath(path), verify=False)  # no hashing on each change
         except PetiteError:
             base = None
         try:
@@ -695,15 +707,56 @@ def errorsInDialog(title: str, statusLabel=None):
 #
 
 
+_reportedZooProblems = set()  # problems with the shipped zoo's manifest already logged
+
+
+def _samePath(a, b) -> bool:
+    """Whether two paths name the same file (after resolving links and relative parts)."""
+    return pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
+
+
 class AdapterInfo(NamedTuple):
-    """An installed adapter: ``name`` (file stem), ``path``, ``spec`` (its PEFT spec; "full" for a
-    fully fine-tuned model), ``scanner`` (the target scanner it records), ``description`` (one line)."""
+    """An adapter the panel offers: ``name`` (file stem, or the shipped name), ``path``, ``spec`` (its
+    PEFT spec; "full" for a fully fine-tuned model), ``scanner`` (the target scanner it records),
+    ``description`` (one line), ``shipped`` (True: from the model zoo shipped with PETITE, False: the
+    user's, in the models folder) and ``metrics`` (shipped adapters: their held-out scores as one
+    line, e.g. "held-out PSNR 30.1 dB vs base 29.5 dB"; else empty)."""
 
     name: str
     path: pathlib.Path
     spec: str
     scanner: scanner_matching.ScannerProfile
     description: str
+    shipped: bool = False
+    metrics: str = ""
+
+    def label(self) -> str:
+        """The adapter's line in the panel's list, e.g.
+        ``scanner4 - scanner 4, ... [petite] (shipped: held-out PSNR 30.1 dB vs base 29.5 dB)``."""
+        text = f"{self.name} - {self.description} [{self.spec}]"
+        if self.shipped:
+            text += " (" + ": ".join(part for part in (_("shipped"), self.metrics) if part) + ")"
+        return text
+
+
+def shippedMetricsText(record) -> str:
+    """One line of a shipped adapter's held-out scores from its manifest record, e.g.
+    "held-out PSNR 30.1 dB vs base 29.5 dB" (adapter, then base alone); empty when not recorded."""
+    metrics = record.get("metrics") if isinstance(record, dict) else None
+
+    def psnr(method: str) -> Optional[float]:
+        try:
+            value = float(metrics[method]["mean"]["psnr"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return value if value == value else None  # NaN: not measured
+
+    if not isinstance(metrics, dict) or psnr("adapter") is None:
+        return ""
+    text = _("held-out PSNR {psnr:.1f} dB").format(psnr=psnr("adapter"))
+    if psnr("no-ft") is not None:
+        text += " " + _("vs base {psnr:.1f} dB").format(psnr=psnr("no-ft"))
+    return text
 
 
 class PETITELogic(ScriptedLoadableModuleLogic):
@@ -714,9 +767,15 @@ class PETITELogic(ScriptedLoadableModuleLogic):
     the calling thread and take ``progress``/``cancel`` like PETITELib; ``reconstructJob``/
     ``finetuneJob`` return a :class:`PETITEJob` to start in the background (the panel does).
 
-    modelsDir: folder holding ``adapters/*.safetensors``, ``base/`` (its only file is the default
-    base model) and ``sample-data/``; default ``$PETITE_MODELS_DIR``, else
+    modelsDir: the user's folder, holding ``adapters/*.safetensors``, ``base/`` (its only file is
+    the default base model) and ``sample-data/``; default ``$PETITE_MODELS_DIR``, else
     ``<Slicer cache>/PETITE``, else ``~/.petite``.
+
+    The model zoo shipped with PETITE (:mod:`PETITELib.zoo`: ``Resources/Models``, or
+    ``$PETITE_ZOO_DIR``; it may be absent) adds a default base model, used when ``base/`` is empty,
+    and per-scanner adapters, offered only while that shipped base is the one in use. A user's
+    base or adapter wins over a shipped one. Shipped files are checked against the manifest's
+    SHA-256 when they are used, not when they are listed.
     """
 
     def __init__(self, modelsDir=None) -> None:
@@ -807,23 +866,93 @@ class PETITELogic(ScriptedLoadableModuleLogic):
     def baseModelsDir(self) -> pathlib.Path:
         return self.modelsDir / "base"
 
-    def resolveBase(self, base=None) -> pathlib.Path:
-        """The base model to use: ``base`` if given, else the only file in :attr:`baseModelsDir`."""
-        if base:
-            return pathlib.Path(base)
+    @staticmethod
+    def shippedModels():
+        """The manifest (:class:`PETITELib.zoo.Manifest`) of the model zoo shipped with PETITE
+        (:func:`PETITELib.zoo.zoo_dir`), or None when there is none (or its manifest is unreadable,
+        which is logged). Reads the manifest only: no model file is read or hashed."""
+        from PETITELib.zoo import MANIFEST_NAME, load_manifest, zoo_dir
+
+        try:
+            return load_manifest()
+        except PetiteError as exc:
+            if (zoo_dir() / MANIFEST_NAME).exists() and str(exc) not in _reportedZooProblems:  # say why, once
+                _reportedZooProblems.add(str(exc))
+                logging.warning(f"PETITE: the shipped models are not used: {exc}")
+            return None
+
+    def defaultBase(self, verify: bool = True) -> pathlib.Path:
+        """The base model used when none is chosen: the only file in :attr:`baseModelsDir` (a base
+        the user installed wins), else the shipped base model, checked against the manifest's
+        SHA-256 unless ``verify`` is False. PetiteError (one line) when :attr:`baseModelsDir`
+        holds several files, or when there is neither an installed nor a shipped base model."""
+        from PETITELib.zoo import verify_entry
+
         found = sorted(self.baseModelsDir.glob("*" + ADAPTER_SUFFIX))
         if len(found) == 1:
             return found[0]
-        raise PetiteError(f"no base model chosen: pick a base model file (from 'petite pretrain') under "
-                          f"Reconstruct, or put exactly one in {self.baseModelsDir} "
-                          f"(it holds {len(found)})")
+        if found:
+            raise PetiteError(f"no base model chosen, and {self.baseModelsDir} holds {len(found)} base models: "
+                              "pick one under Reconstruct, or keep only one there")
+        manifest = self.shippedModels()
+        if manifest is None or manifest.base is None:
+            raise PetiteError(f"no base model chosen: pick a base model file (from 'petite pretrain') under "
+                              f"Reconstruct, or put one in {self.baseModelsDir} (no base model is shipped "
+                              "with this installation)")
+        return verify_entry(manifest.base) if verify else manifest.base.path
 
-    def installedAdapters(self) -> List[AdapterInfo]:
-        """Adapter files in :attr:`adaptersDir` (adapters and fully fine-tuned models), sorted by name.
+    def resolveBase(self, base=None, verify: bool = True) -> pathlib.Path:
+        """The base model to use: ``base`` if given, else :meth:`defaultBase`. With ``verify``, a
+        shipped base file is checked against the manifest's SHA-256 (see :meth:`verifyShipped`)."""
+        path = pathlib.Path(base) if base else self.defaultBase(verify=False)
+        return self.verifyShipped(path) if verify else path
 
-        An unreadable file is listed with the problem as its description (selecting it fails).
+    def verifyShipped(self, path) -> pathlib.Path:
+        """``path``, checked against the shipped zoo's manifest (size, SHA-256) when it is one of
+        the shipped files; PetiteError (one line naming the file) when that file is missing or
+        corrupted. Any other file is returned unchecked."""
+        from PETITELib.zoo import verify_entry
+
+        path = pathlib.Path(path)
+        manifest = self.shippedModels()
+        entry = None if manifest is None else next((e for e in manifest.entries if _samePath(e.path, path)), None)
+        return verify_entry(entry) if entry is not None else path
+
+    def shippedAdapters(self, base=None) -> List[AdapterInfo]:
+        """The shipped adapters that fit the base model in use (``base``, else :meth:`defaultBase`):
+        those made for the shipped base, while the shipped base is the one in use ([] otherwise:
+        they do not fit a base the user installed). Read from the manifest, in its order; the
+        files are neither read nor hashed (see :meth:`resolveAdapter`)."""
+        manifest = self.shippedModels()
+        if manifest is None or manifest.base is None:
+            return []
+        try:
+            inUse = self.resolveBase(base, verify=False)
+        except PetiteError:
+            return []
+        if not _samePath(inUse, manifest.base.path):
+            return []
+        adapters = []
+        for entry in manifest.adapters:
+            if entry.record.get("base") != manifest.base.name:
+                continue
+            profile = scanner_matching.scanner_profile(entry.scanner)
+            description = str(entry.record.get("description") or scanner_matching.describe_scanner(profile))
+            adapters.append(AdapterInfo(entry.name, entry.path, str(entry.record.get("spec") or ""), profile,
+                                        description, shipped=True, metrics=shippedMetricsText(entry.record)))
+        return adapters
+
+    def installedAdapters(self, base=None) -> List[AdapterInfo]:
+        """The adapters on offer for the base model ``base`` (default: :meth:`defaultBase`): the
+        user's files in :attr:`adaptersDir` (adapters and fully fine-tuned models), sorted by name,
+        then the shipped ones that fit that base (:meth:`shippedAdapters`); a user adapter hides a
+        shipped one of the same name.
+
+        An unreadable user file is listed with the problem as its description (selecting it fails).
         """
-        return [self.readAdapterInfo(path) for path in sorted(self.adaptersDir.glob("*" + ADAPTER_SUFFIX))]
+        user = [self.readAdapterInfo(path) for path in sorted(self.adaptersDir.glob("*" + ADAPTER_SUFFIX))]
+        names = {adapter.name for adapter in user}
+        return user + [adapter for adapter in self.shippedAdapters(base) if adapter.name not in names]
 
     @staticmethod
     def readAdapterInfo(path) -> AdapterInfo:
@@ -858,32 +987,46 @@ class PETITELogic(ScriptedLoadableModuleLogic):
         shape, spacing = slicer_bridge.volume_grid(volumeNode)
         return scanner_matching.detect_scanner(shape, spacing, slicer_bridge.dicom_scanner_info(volumeNode))
 
-    def matchAdapter(self, volumeNode, adapters: Optional[List[AdapterInfo]] = None) -> Optional[AdapterInfo]:
+    def matchAdapter(self, volumeNode, adapters: Optional[List[AdapterInfo]] = None,
+                     base=None) -> Optional[AdapterInfo]:
         """The adapter ``auto`` picks for a volume, or None when none fits: the best match of its
-        scanner (:func:`PETITELib.scanner_matching.best_match`) among ``adapters`` (default: the
-        installed ones); on a tie, the most recently written."""
-        def newestFirst(adapter: AdapterInfo):
-            return (adapter.path.stat().st_mtime_ns if adapter.path.exists() else 0), adapter.name
+        scanner (:func:`PETITELib.scanner_matching.best_match`) among ``adapters`` (default: those
+        :meth:`installedAdapters` offers for ``base``); on a tie, the user's adapters before the
+        shipped ones, then the most recently written."""
+        def preferred(adapter: AdapterInfo):
+            mtime = adapter.path.stat().st_mtime_ns if adapter.path.exists() else 0
+            return not adapter.shipped, mtime, adapter.name
 
-        ordered = sorted(self.installedAdapters() if adapters is None else adapters, key=newestFirst, reverse=True)
+        candidates = self.installedAdapters(base) if adapters is None else adapters
+        ordered = sorted(candidates, key=preferred, reverse=True)
         shape, spacing = slicer_bridge.volume_grid(volumeNode)
         return scanner_matching.best_match([(adapter.scanner, adapter) for adapter in ordered], shape, spacing,
                                            slicer_bridge.dicom_scanner_info(volumeNode))
 
-    def resolveAdapter(self, adapter: str, volumeNode) -> Optional[pathlib.Path]:
-        """Adapter file for a choice: "auto" (:meth:`matchAdapter`; None when nothing fits), "none"
-        (None: base model only), an installed adapter's name, or the path of an adapter file."""
+    def resolveAdapter(self, adapter: str, volumeNode, base=None) -> Optional[pathlib.Path]:
+        """Adapter file for a choice, with the base model ``base`` (default: :meth:`defaultBase`):
+        "auto" (:meth:`matchAdapter`; None when nothing fits), "none" (None: base model only), the
+        name of a user's or a shipped adapter (the user's wins), or the path of an adapter file.
+        A shipped file is checked against the manifest's SHA-256 here (PetiteError naming the file
+        when it is corrupted)."""
         if adapter in (None, "", ADAPTER_NONE):
             return None
         if adapter == ADAPTER_AUTO:
-            match = self.matchAdapter(volumeNode)
-            return match.path if match else None
+            match = self.matchAdapter(volumeNode, base=base)
+            return self.verifyShipped(match.path) if match else None
         named = self.adaptersDir / (adapter + ADAPTER_SUFFIX)
         if named.is_file():
             return named
+        shipped = next((a for a in self.shippedAdapters(base) if a.name == adapter), None)
+        if shipped is not None:
+            return self.verifyShipped(shipped.path)
         if pathlib.Path(adapter).is_file():
-            return pathlib.Path(adapter)
-        raise PetiteError(f"adapter '{adapter}': not found in {self.adaptersDir}")
+            return self.verifyShipped(adapter)
+        manifest = self.shippedModels()
+        if manifest is not None and any(a.name == adapter for a in manifest.adapters):
+            raise PetiteError(f"adapter '{adapter}': shipped for the shipped base model only, and another base "
+                              f"model is in use (chosen under Reconstruct, or installed in {self.baseModelsDir})")
+        raise PetiteError(f"adapter '{adapter}': not found in {self.adaptersDir}, nor among the shipped adapters")
 
     # Reconstruct
 
@@ -891,8 +1034,11 @@ class PETITELogic(ScriptedLoadableModuleLogic):
                        outputVolumeNode=None, cancel: Optional[CancelToken] = None) -> PETITEJob:
         """Prepare a reconstruction (reads the input now, on this thread); start it or :meth:`PETITEJob.run` it.
 
-        The job's result is the output volume node: ``outputVolumeNode``, or a new node named
-        "<input> PETITE", with the input's IJK-to-RAS matrix, parent transform and units.
+        base: a base-model file (default: :meth:`defaultBase`, the installed or else the shipped
+        one); adapter: see :meth:`resolveAdapter`. Shipped files are checked (SHA-256) here, so a
+        corrupted one fails before any work. The job's result is the output volume node:
+        ``outputVolumeNode``, or a new node named "<input> PETITE", with the input's IJK-to-RAS
+        matrix, parent transform and units.
         """
         if inputVolumeNode is None:
             raise PetiteError("no input volume selected")
@@ -901,7 +1047,7 @@ class PETITELogic(ScriptedLoadableModuleLogic):
                               "output (input volumes are never modified)")
         base = self.resolveBase(base)
         volume = slicer_bridge.read_volume(inputVolumeNode)
-        adapterPath = self.resolveAdapter(adapter, inputVolumeNode)
+        adapterPath = self.resolveAdapter(adapter, inputVolumeNode, base=base)
         note = f"adapter {adapterPath.name}" if adapterPath else "base model only (no adapter)"
 
         def work(progress, cancelToken):
@@ -992,8 +1138,10 @@ class PETITELogic(ScriptedLoadableModuleLogic):
                     device: str = "auto", cancel: Optional[CancelToken] = None) -> PETITEJob:
         """Prepare fine-tuning of a new adapter on a cohort folder; the job's result is the adapter path.
 
-        The adapter is written to ``<adaptersDir>/<adapterName>.safetensors`` (default name: the
-        cohort folder's name and the PEFT spec); an existing adapter is never overwritten.
+        base: the base model to adapt (default: :meth:`defaultBase`, the installed or else the
+        shipped one, checked against its SHA-256). The adapter is written to
+        ``<adaptersDir>/<adapterName>.safetensors`` (default name: the cohort folder's name and the
+        PEFT spec); an existing adapter is never overwritten.
         """
         if cohortDir is None or not pathlib.Path(cohortDir).is_dir():
             raise PetiteError(f"cohort folder '{cohortDir or ''}': not a folder")

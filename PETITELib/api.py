@@ -32,8 +32,10 @@ def reconstruct(volume: np.ndarray, affine: np.ndarray, *, base=None, adapter=No
                 cancel: Optional[CancelToken] = None) -> np.ndarray:
     """Long-scan estimate of a short-scan ``volume`` (x, y, z) with voxel-to-RAS ``affine`` (4x4, mm).
 
-    base: base-model file; adapter: adapter (or fully fine-tuned model) file for the volume's
-    scanner, refused when it was trained on another base; device: ``auto``, ``cpu``, ``cuda``
+    base: base-model file or shipped name (None: the shipped base); adapter: adapter (or fully
+    fine-tuned model) file for the volume's scanner, a shipped adapter's name, ``auto`` (the
+    shipped adapter matching the volume's grid) or None; an adapter trained on another base is
+    refused (see :func:`PETITELib.zoo.choose_models`); device: ``auto``, ``cpu``, ``cuda``
     or ``mps``. Whole-volume sliding-window inference at native resolution (64^3 tiles,
     ``overlap``, Gaussian blending; autocast on CUDA). Returns an array of the input's shape
     in the input's units (Bq/mL, SUV...): the output keeps the input's geometry.
@@ -41,6 +43,7 @@ def reconstruct(volume: np.ndarray, affine: np.ndarray, *, base=None, adapter=No
     from .engine.devices import select_device
     from .engine.inference import check_overlap, reconstruct_volume
     from .engine.models import load_for_inference
+    from .zoo import choose_models
 
     volume = np.asarray(volume, dtype=np.float32)
     affine = np.asarray(affine, dtype=np.float64)
@@ -51,17 +54,20 @@ def reconstruct(volume: np.ndarray, affine: np.ndarray, *, base=None, adapter=No
     if not np.isfinite(volume).all():
         raise PetiteError("input volume: contains NaN or Inf values")
     check_overlap(overlap)
-    torch_device = select_device(device)
-    model = load_for_inference(base, adapter, torch_device)
     spacing = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
+    choice = choose_models(base, adapter, shape=volume.shape, spacing=spacing)
+    torch_device = select_device(device)
+    model = load_for_inference(choice.base, choice.adapter, torch_device)
     return reconstruct_volume(model, volume, spacing, device=torch_device, overlap=overlap,
                               progress=progress, cancel=cancel)
 
 
-def evaluate(cohort_dir, *, base, adapters: Sequence = (), subjects: Optional[Sequence[str]] = None,
+def evaluate(cohort_dir, *, base=None, adapters: Sequence = (), subjects: Optional[Sequence[str]] = None,
              device: str = "auto", overlap: float = DEFAULT_OVERLAP,
              progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> dict:
     """Score the input, the base alone (``no-ft``) and each adapter on a cohort.
+
+    base: a base-model file or shipped name (None: the shipped base); adapters: adapter files.
 
     Returns ``{"cohort", "base", "subjects", "methods": {name: {"file", "spec", "percent",
     "per_subject": {id: metrics}, "mean": {...}, "sd": {...}, "seconds"}}}`` where metrics

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "PETITELib.commands.evaluate",
     "PETITELib.commands.bench",
     "PETITELib.commands.demo",
+    "PETITELib.commands.zoo",
 )
 
 

@@ -71,3 +71,15 @@ def test_tiny_bench_runs_end_to_end(tmp_path):
                 "peak_mem_mb", "psnr_truth", "ssim_truth"):
         assert result["methods"]["petite"][key] is not None, key
     assert (tmp_path / "result.md").exists() and (tmp_path / "result.png").exists()
+
+
+def test_bench_refuses_a_base_of_another_backbone_before_any_work(tmp_path):
+    from PETITELib.backbones import build_backbone
+    from PETITELib.peft import save_base_model
+
+    base = tmp_path / "cvtgan.safetensors"
+    save_base_model(base, build_backbone("cvtgan", "cpu"))
+    plan = make_plan("unetr", "cpu", quick=True, base=str(base))
+    with pytest.raises(PetiteError, match=r"is a cvtgan \(cpu\) base model, not unetr \(cpu\)"):
+        run_bench(plan, tmp_path / "r.json")
+    assert not (tmp_path / "r_work").exists()

@@ -12,7 +12,7 @@ def run(args) -> int:
     """Run the benchmark and print its markdown report."""
     plan = make_plan(args.backbone, args.preset, quick=args.quick, seed=args.seed, device=args.device,
                      target_scanner=args.target_scanner, simulate_mode=args.simulate_mode, jobs=args.jobs,
-                     methods=args.methods or BENCH_METHODS)
+                     methods=args.methods or BENCH_METHODS, base=args.base)
     if args.pretrain_epochs:
         plan = replace(plan, pretrain={**plan.pretrain, "epochs": args.pretrain_epochs})
     if args.finetune_epochs:
@@ -47,6 +47,8 @@ def register(subparsers) -> None:
                         help="simulator mode (default: fast with --quick, full otherwise)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel simulation processes (default 1)")
     parser.add_argument("--methods", nargs="+", choices=BENCH_METHODS, help="only these methods")
+    parser.add_argument("--base", help="fine-tune this base model (e.g. the shipped one) instead of "
+                                       "simulating a source cohort and pre-training one")
     parser.add_argument("--pretrain-epochs", type=int, help="override the pre-training epochs")
     parser.add_argument("--finetune-epochs", type=int, help="override the fine-tuning epochs")
     parser.add_argument("--overwrite", action="store_true", help="replace existing RESULT files")

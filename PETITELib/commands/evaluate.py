@@ -29,7 +29,8 @@ def register(subparsers) -> None:
                     "adapter, and compare with the long scan (head-masked and whole-volume PSNR, SSIM, "
                     "NRMSE; also against truth.nii.gz where present). The short scan itself is scored "
                     "as 'input'. Prints a markdown table of mean ± sd; --out also writes per-subject JSON.")
-    parser.add_argument("--base", required=True, help="base model file (.safetensors)")
+    parser.add_argument("--base", help="base model file (.safetensors) or shipped name; default: the "
+                                       "shipped base model")
     parser.add_argument("--adapter", action="append", help="adapter file (repeat for several)")
     parser.add_argument("--cohort", required=True, help="cohort folder of held-out subjects")
     parser.add_argument("--subjects", nargs="+", help="only these subject ids (default: all)")

@@ -15,6 +15,8 @@ def run_reconstruct(args) -> int:
                                   overlap=args.overlap, progress=progress)
     finally:
         progress.close()
+    if result.note:
+        print(result.note)
     for path in result.files:
         print(path)
     if result.metrics:
@@ -32,9 +34,11 @@ def register(subparsers) -> None:
                     "and absolute error maps and a comparison PNG are written next to OUTPUT.")
     parser.add_argument("input", help="short-scan NIfTI volume")
     parser.add_argument("-o", "--output", required=True, help="output NIfTI volume (.nii or .nii.gz)")
-    parser.add_argument("--base", help="base model file (.safetensors); default: the shipped base model "
-                                       "(or the base named by --adapter)")
-    parser.add_argument("--adapter", help="adapter file (.safetensors) fine-tuned for INPUT's scanner")
+    parser.add_argument("--base", help="base model file (.safetensors) or shipped name; default: the shipped "
+                                       "base model (see 'petite zoo list')")
+    parser.add_argument("--adapter", help="adapter for INPUT's scanner: a file (.safetensors), a shipped "
+                                          "adapter's name (e.g. scanner4), 'auto' (the shipped adapter whose "
+                                          "scanner matches INPUT's matrix and voxel spacing) or 'none' (default)")
     parser.add_argument("--reference", help="long-scan NIfTI of the same subject: write metrics, error maps, figure")
     parser.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
                         help=f"tile overlap fraction (default {DEFAULT_OVERLAP})")

@@ -66,7 +66,8 @@ def register(subparsers) -> None:
                     "method follow the paper's supplementary Table 3; every one can be overridden. "
                     "OUT is an adapter file (or a full model for --peft full) recording the spec, "
                     "epochs, best epoch, validation metrics, wall time, peak memory and device.")
-    fine.add_argument("--base", required=True, help="base model file (.safetensors) from petite pretrain")
+    fine.add_argument("--base", help="base model file (.safetensors) from petite pretrain, or a shipped "
+                                     "name; default: the shipped base model (see 'petite zoo list')")
     fine.add_argument("--cohort", required=True, help="target-scanner cohort folder")
     fine.add_argument("--peft", default="petite",
                       help="PEFT spec: petite, full, layernorm, bitfit, lora, adapter, ssf, vpt, or a mix "

@@ -35,6 +35,7 @@ from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from .checkpoint import checkpoint_folder
 from .devices import describe_device, select_device
 from .evaluation import evaluate_models
+from ..peft import base_model_sha256
 from .models import describe_weights, load_for_inference
 from .reports import bench_plot_png, bench_table, write_json
 
@@ -51,6 +52,8 @@ class BenchPlan:
     ``petite pretrain``, ``source_val`` of them for validation); target subjects:
     ``target_train`` + ``target_val`` fine-tune (``petite finetune`` splits them), then
     ``target_test`` held out for the scores. pretrain/finetune: TrainSettings overrides.
+    base: an existing base-model file to fine-tune instead of pre-training one (then no source
+    cohort is simulated; the source validation is the one recorded in the base's metadata).
     """
 
     backbone: str
@@ -70,11 +73,12 @@ class BenchPlan:
     pretrain: Dict[str, float] = field(default_factory=dict)
     finetune: Dict[str, float] = field(default_factory=dict)
     methods: tuple = BENCH_METHODS
+    base: Optional[str] = None
 
 
 def make_plan(backbone: str, preset: str, quick: bool = False, seed: int = 0, device: str = "auto",
               target_scanner: int = 4, simulate_mode: Optional[str] = None, jobs: int = 1,
-              methods=BENCH_METHODS) -> BenchPlan:
+              methods=BENCH_METHODS, base: Optional[str] = None) -> BenchPlan:
     """The benchmark plan: ``quick`` (under 20 minutes on 2 CPU cores with the cpu preset) or full.
 
     Quick: fast surrogate simulation, 8 source and 15 target subjects (10 train, 2 val, 3 test),
@@ -88,13 +92,14 @@ def make_plan(backbone: str, preset: str, quick: bool = False, seed: int = 0, de
     if quick:
         return BenchPlan(backbone, preset, True, seed, device, simulate_mode or "fast", 1, target_scanner,
                          source_subjects=8, source_val=2, target_train=10, target_val=2, target_test=3,
-                         jobs=jobs, methods=tuple(methods),
+                         jobs=jobs, methods=tuple(methods), base=base,
                          pretrain=dict(epochs=10, crops_per_subject=4, val_every=5),
                          finetune=dict(epochs=3, crops_per_subject=2, val_every=3))
     paper = preset == "paper"
     return BenchPlan(backbone, preset, False, seed, device, simulate_mode or "full", 1, target_scanner,
                      source_subjects=45 if paper else 30, source_val=15 if paper else 6, target_train=10,
-                     target_val=15 if paper else 5, target_test=10, jobs=jobs, methods=tuple(methods))
+                     target_val=15 if paper else 5, target_test=10, jobs=jobs, methods=tuple(methods),
+                     base=base)
 
 
 def _machine(device: torch.device) -> dict:
@@ -102,6 +107,60 @@ def _machine(device: torch.device) -> dict:
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "python": platform.python_version(),
             "torch": torch.__version__, "petite": __version__, "device": describe_device(device)}
+
+
+def simulated_cohort_ready(folder: Path, mode: str, seed: int, subjects: int) -> bool:
+    """Whether ``folder`` already holds a simulated cohort of ``subjects`` made with ``mode`` and ``seed``."""
+    if not (folder / "scanner.json").exists():
+        return False
+    record = json.loads((folder / "scanner.json").read_text())
+    return (record.get("mode"), record.get("seed"), len(load_cohort(folder))) == (mode, seed, subjects)
+
+
+def split_cohort(folder: Path, cut: int, first: Path, rest: Path) -> tuple:
+    """Link the first ``cut`` subjects of cohort ``folder`` into cohort ``first`` and the others
+    into cohort ``rest`` (relative symlinks plus a copy of scanner.json); returns (first, rest)."""
+    subjects = [s.subject_id for s in load_cohort(folder).subjects]
+    for cohort, chosen in ((first, subjects[:cut]), (rest, subjects[cut:])):
+        shutil.rmtree(cohort, ignore_errors=True)
+        cohort.mkdir(parents=True)
+        shutil.copy(folder / "scanner.json", cohort / "scanner.json")
+        for subject in chosen:
+            (cohort / subject).symlink_to(os.path.relpath(folder / subject, cohort))
+    return first, rest
+
+
+def run_child(arguments: List[str], cancel: Optional[CancelToken] = None) -> dict:
+    """Run ``python -m PETITELib.cli ARGUMENTS`` in a fresh process (terminated on cancel);
+    returns its peak RSS (MiB) as ``process_peak_rss_mb``; PetiteError when it fails."""
+    command = [sys.executable, "-m", "PETITELib.cli", *arguments]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if cancel is not None and cancel.cancelled:
+                process.terminate()
+            time.sleep(0.2)
+    except BaseException:
+        process.terminate()
+        process.wait()
+        raise
+    process.returncode = os.waitstatus_to_exitcode(status)
+    check_cancel(cancel)
+    if process.returncode != 0:
+        raise PetiteError(f"petite {arguments[0]} failed (exit {process.returncode}): {' '.join(command)}")
+    return {"process_peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1)}
+
+
+def train_in_child(command: str, out: Path, arguments: List[str], cancel: Optional[CancelToken] = None) -> dict:
+    """``petite COMMAND ARGUMENTS --out OUT`` in a fresh process, unless OUT is already finished
+    (exists without a checkpoint folder: returns {}); resumes from OUT's checkpoint when there is one."""
+    if out.exists() and not checkpoint_folder(out).exists():
+        return {}
+    resume = ["--resume"] if (checkpoint_folder(out) / "state.json").exists() else ["--overwrite"]
+    return run_child([command, *arguments, "--out", str(out), *resume], cancel)
 
 
 class _Bench:
@@ -112,7 +171,7 @@ class _Bench:
         self.steps = 4 + len(plan.methods)
         self.done = 0
         self.models = work / "models"
-        self.base = self.models / "base.safetensors"
+        self.base = Path(plan.base) if plan.base else self.models / "base.safetensors"
 
     def step(self, message: str) -> None:
         check_cancel(self.cancel)
@@ -125,11 +184,8 @@ class _Bench:
         from ..data.simulator import simulate_cohort
 
         folder = self.work / "data" / name / f"scanner{scanner}"
-        if (folder / "scanner.json").exists():
-            record = json.loads((folder / "scanner.json").read_text())
-            if (record.get("mode"), record.get("seed"), len(load_cohort(folder))) == \
-                    (self.plan.simulate_mode, seed, subjects):
-                return folder
+        if simulated_cohort_ready(folder, self.plan.simulate_mode, seed, subjects):
+            return folder
         simulate_cohort(self.work / "data" / name, scanners=[scanner], subjects=subjects, seed=seed,
                         mode=self.plan.simulate_mode, jobs=self.plan.jobs, overwrite=True,
                         progress=self.progress, cancel=self.cancel)
@@ -137,49 +193,15 @@ class _Bench:
 
     def split_target(self, folder: Path) -> tuple:
         """Link the first train+val subjects into a fine-tuning cohort, the rest into a test cohort."""
-        subjects = [s.subject_id for s in load_cohort(folder).subjects]
         cut = self.plan.target_train + self.plan.target_val
-        cohorts = {}
-        for name, chosen in (("finetune", subjects[:cut]), ("test", subjects[cut:])):
-            cohort = self.work / "cohorts" / f"target-{name}"
-            shutil.rmtree(cohort, ignore_errors=True)
-            cohort.mkdir(parents=True)
-            shutil.copy(folder / "scanner.json", cohort / "scanner.json")
-            for subject in chosen:
-                (cohort / subject).symlink_to(os.path.relpath(folder / subject, cohort))
-            cohorts[name] = cohort
-        return cohorts["finetune"], cohorts["test"]
+        return split_cohort(folder, cut, self.work / "cohorts" / "target-finetune",
+                            self.work / "cohorts" / "target-test")
 
     # --- training in fresh processes --------------------------------------------------------
-    def _run_child(self, arguments: List[str]) -> dict:
-        """Run ``python -m PETITELib.cli ARGUMENTS``; returns its exit status and peak RSS (MiB)."""
-        command = [sys.executable, "-m", "PETITELib.cli", *arguments]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        try:
-            while True:
-                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-                if pid:
-                    break
-                if self.cancel is not None and self.cancel.cancelled:
-                    process.terminate()
-                time.sleep(0.2)
-        except BaseException:
-            process.terminate()
-            process.wait()
-            raise
-        process.returncode = os.waitstatus_to_exitcode(status)
-        check_cancel(self.cancel)
-        if process.returncode != 0:
-            raise PetiteError(f"petite {arguments[0]} failed (exit {process.returncode}): {' '.join(command)}")
-        return {"process_peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1)}
-
     def _train(self, command: str, out: Path, arguments: List[str], overrides: Dict[str, float]) -> dict:
-        if out.exists() and not checkpoint_folder(out).exists():
-            return {}
-        resume = ["--resume"] if (checkpoint_folder(out) / "state.json").exists() else ["--overwrite"]
         options = [f"--{key.replace('_', '-')}={value}" for key, value in overrides.items()]
-        return self._run_child([command, *arguments, "--out", str(out), "--seed", str(self.plan.seed),
-                                "--device", self.plan.device, *options, *resume])
+        return train_in_child(command, out, [*arguments, "--seed", str(self.plan.seed), "--device",
+                                             self.plan.device, *options], self.cancel)
 
     def pretrain(self, source: Path) -> dict:
         overrides = dict(val_subjects=self.plan.source_val, **self.plan.pretrain)
@@ -190,6 +212,20 @@ class _Bench:
         overrides = dict(val_subjects=self.plan.target_val, **self.plan.finetune)
         return self._train("finetune", self.models / f"{method}.safetensors",
                            ["--base", str(self.base), "--cohort", str(cohort), "--peft", method], overrides)
+
+
+def _check_base(base: Path, plan: BenchPlan) -> None:
+    """Refuse (one line) a ``--base`` that is not a base model of the plan's backbone and preset."""
+    from ..peft.base_files import BASE_FORMAT_VERSION
+    from ..peft.safetensors_io import read_metadata
+    from .models import BASE_FORMAT, file_format
+
+    if file_format(base) != BASE_FORMAT:
+        raise PetiteError(f"{base}: --base must be a base model file (from 'petite pretrain')")
+    meta = read_metadata(base, BASE_FORMAT, BASE_FORMAT_VERSION)
+    if (meta.get("backbone"), meta.get("preset")) != (plan.backbone, plan.preset):
+        raise PetiteError(f"{base}: is a {meta.get('backbone')} ({meta.get('preset')}) base model, not "
+                          f"{plan.backbone} ({plan.preset}) as the benchmark asks")
 
 
 def _method_row(scored: dict, training: dict, process: dict) -> dict:
@@ -274,20 +310,29 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
     if not overwrite and any(p.exists() for p in outputs):
         raise PetiteError(f"{next(p for p in outputs if p.exists())}: already exists (use --overwrite)")
     torch_device = select_device(plan.device)
+    if plan.base:
+        _check_base(Path(plan.base), plan)
     work = Path(work) if work else out.with_name(out.stem + "_work")
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     bench = _Bench(plan, work, progress, cancel)
 
-    bench.step(f"simulate {plan.source_subjects} subjects on scanner {plan.source_scanner} ({plan.simulate_mode})")
-    source = bench.simulate("source", plan.source_scanner, plan.source_subjects, plan.seed)
+    if plan.base:
+        bench.step(f"use the base model {plan.base} (no source simulation)")
+    else:
+        bench.step(f"simulate {plan.source_subjects} subjects on scanner {plan.source_scanner} ({plan.simulate_mode})")
+        source = bench.simulate("source", plan.source_scanner, plan.source_subjects, plan.seed)
     bench.step(f"simulate {plan.target_train + plan.target_val + plan.target_test} other subjects on "
                f"scanner {plan.target_scanner} ({plan.simulate_mode})")
     target = bench.simulate("target", plan.target_scanner,
                             plan.target_train + plan.target_val + plan.target_test, plan.seed + 1)
     finetune_cohort, test_cohort = bench.split_target(target)
-    bench.step(f"pre-train {plan.backbone} ({plan.preset}) on scanner {plan.source_scanner}")
-    processes = {"no-ft": bench.pretrain(source)}
+    if plan.base:
+        bench.step("pre-training skipped (--base)")
+        processes = {"no-ft": {}}
+    else:
+        bench.step(f"pre-train {plan.backbone} ({plan.preset}) on scanner {plan.source_scanner}")
+        processes = {"no-ft": bench.pretrain(source)}
     for method in plan.methods:
         bench.step(f"fine-tune {method} on scanner {plan.target_scanner}")
         processes[method] = bench.finetune(method, finetune_cohort)
@@ -310,6 +355,7 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
                          "subjects": base_training.get("val_subjects", []),
                          "pretrain_seconds": base_training.get("wall_seconds"),
                          "pretrain_epochs": base_training.get("epochs"),
+                         "base": str(bench.base), "base_sha256": base_model_sha256(bench.base),
                          "best_epoch": base_training.get("best_epoch")}
     result = {"methods": methods, "config": {**asdict(plan), "methods": list(plan.methods)},
               "machine": _machine(torch_device), "source_validation": source_validation,

@@ -14,11 +14,12 @@ from .training import load_model_state
 WARMUP_FRACTION = 0.05  # for Table 3's "WarmupCosine" schedule (UNETR Full-FT)
 
 
-def finetune(cohort_dir, *, base, peft: str = "petite", out, epochs: Optional[int] = None,
+def finetune(cohort_dir, *, base=None, peft: str = "petite", out, epochs: Optional[int] = None,
              lr: Optional[float] = None, seed: int = 0, device: str = "auto",
              progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
              resume: bool = False, overwrite: bool = False, **overrides) -> Path:
-    """Fine-tune ``base`` on a target-scanner cohort with PEFT spec ``peft``; write ``out``.
+    """Fine-tune ``base`` (a file or shipped name; None: the shipped base) on a target-scanner
+    cohort with PEFT spec ``peft``; write ``out``.
 
     Only the spec's parameters learn (``full``: all of them); a CvT-GAN base's discriminator
     stays frozen and only supplies the adversarial gradient. Learning rate and weight decay

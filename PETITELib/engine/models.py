@@ -38,10 +38,11 @@ def file_format(path) -> str:
 
 
 def resolve_base(base) -> Path:
-    """The base-model path to use; PetiteError when none is given."""
-    if base is None or str(base) == "":
-        raise PetiteError("no base model given: pass --base BASE.safetensors (from 'petite pretrain')")
-    return Path(base)
+    """The base-model path to use: ``base`` (a file or a shipped name), else the shipped base
+    (checked against the zoo manifest); PetiteError when there is none."""
+    from ..zoo import choose_models
+
+    return choose_models(base).base
 
 
 def load_base(base, device: torch.device):

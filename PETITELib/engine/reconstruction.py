@@ -23,11 +23,15 @@ from .inference import DEFAULT_OVERLAP
 @dataclass
 class ReconstructionResult:
     """Files written (output first), metrics (``{"input": {...}, "output": {...}}`` with a
-    reference, else {}), and the inference time in seconds."""
+    reference, else {}), the inference time in seconds, the model files used (``base``,
+    ``adapter``) and ``note``, one line on how they were chosen (e.g. by ``--adapter auto``)."""
 
     files: List[Path]
     metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
+    base: Optional[Path] = None
+    adapter: Optional[Path] = None
+    note: str = ""
 
 
 def _stem(path: Path) -> str:
@@ -57,13 +61,16 @@ def reconstruct_file(input_path, output_path, *, base=None, adapter=None, device
                      cancel: Optional[CancelToken] = None) -> ReconstructionResult:
     """Reconstruct INPUT into OUTPUT (same affine, shape, units); with ``reference`` also score it.
 
+    base/adapter: files, shipped names or ``auto`` (see :func:`PETITELib.zoo.choose_models`).
     Raises PetiteError (one line) for unreadable files, a reference on another voxel grid, an
-    adapter made for another base, or an existing output without ``overwrite``.
+    adapter made for another base, a corrupted shipped model, or an existing output without
+    ``overwrite``.
     """
     from .. import api
     from ..data.cohort import geometry_problem
     from ..figures import save_comparison_figure
     from ..metrics import compare_volumes, error_maps, metric_mask
+    from ..zoo import choose_models
     from .reports import write_json
 
     input_path, output_path = Path(input_path), Path(output_path)
@@ -78,12 +85,14 @@ def reconstruct_file(input_path, output_path, *, base=None, adapter=None, device
         problem = geometry_problem(Path(reference), long, input_path, short)
         if problem:
             raise PetiteError(problem + " (the reference must be on the input's voxel grid)")
+    choice = choose_models(base, adapter, shape=short.array.shape, spacing=short.spacing)
     tic = time.perf_counter()
-    output = api.reconstruct(short.array, short.affine, base=base, adapter=adapter, device=device,
+    output = api.reconstruct(short.array, short.affine, base=choice.base, adapter=choice.adapter, device=device,
                              overlap=overlap, progress=progress, cancel=cancel)
     seconds = time.perf_counter() - tic
     files = [save_volume(output_path, output, short.affine, overwrite=overwrite)]
-    result = ReconstructionResult(files, seconds=seconds)
+    result = ReconstructionResult(files, seconds=seconds, base=choice.base, adapter=choice.adapter,
+                                  note=choice.note)
     if long is None:
         return result
     mask = metric_mask(long.array, short.spacing)
@@ -91,7 +100,7 @@ def reconstruct_file(input_path, output_path, *, base=None, adapter=None, device
                       for name, volume in (("input", short.array), ("output", output))}
     signed, absolute = error_maps(output, long.array)
     record = {"input": str(input_path), "output": str(output_path), "reference": str(reference),
-              "base": str(base) if base else None, "adapter": str(adapter) if adapter else None,
+              "base": str(choice.base), "adapter": str(choice.adapter) if choice.adapter else None,
               "seconds": round(seconds, 3), "metrics": result.metrics,
               "gain_psnr_db": result.metrics["output"]["psnr"] - result.metrics["input"]["psnr"]}
     files.append(write_json(extra["metrics"], record, overwrite=overwrite))

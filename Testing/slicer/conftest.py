@@ -10,6 +10,9 @@ and the wheel lacks are installed for the duration of the session only:
   lookup done as Slicer does it (a singleton ``vtkMRMLScriptedModuleNode`` per module);
 - ``slicer.parameterNodeWrapper``: ``parameterNodeWrapper`` gives each field its class default
   (else None) as a plain attribute, and ``WithinRange``; nothing is serialised.
+
+Every test runs without a shipped model zoo (``$PETITE_ZOO_DIR`` at an empty folder), whatever
+Resources/Models holds; test_slicer_zoo.py makes its own.
 """
 import importlib.util
 import sys
@@ -123,3 +126,10 @@ def petite(slicer_core):
     yield module
     for name in added + ["PETITE"]:
         sys.modules.pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def no_shipped_zoo(tmp_path_factory, monkeypatch):
+    """No shipped model zoo (``$PETITE_ZOO_DIR`` at an empty folder), so a zoo in Resources/Models
+    does not change what the tests see; test_slicer_zoo.py points it at a zoo of its own."""
+    monkeypatch.setenv("PETITE_ZOO_DIR", str(tmp_path_factory.mktemp("no-zoo")))

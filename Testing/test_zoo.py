@@ -1,0 +1,175 @@
+"""The model zoo: shipped names, ``--adapter auto``, SHA-256 checks, ``petite zoo list``, the demo,
+and the shipped ``Resources/Models`` themselves (their recorded held-out metrics)."""
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from phantom_head import affine_for, short_and_long
+
+from PETITELib import api
+from PETITELib.backbones import build_backbone
+from PETITELib.cli import main
+from PETITELib.errors import PetiteError
+from PETITELib.nifti_io import load_volume, save_volume
+from PETITELib.peft import apply_peft, save_adapter, save_base_model
+from PETITELib.zoo import choose_models, load_manifest, verify_entry
+from PETITELib.zoo.manifest import MANIFEST_NAME, file_sha256
+from PETITELib.zoo.rebuild import MAX_ZOO_MB, ZooRecipe, recipe_steps
+
+SHAPE = (70, 66, 40)
+SPACING = (2.0, 2.0, 2.4)
+SHIPPED = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+
+
+def _record(folder: Path, name: str, kind: str, file: str, **extra) -> dict:
+    path = folder / file
+    return {"name": name, "kind": kind, "file": file, "sha256": file_sha256(path), "size": path.stat().st_size,
+            "backbone": "cvtgan", "preset": "cpu", **extra}
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    """A tiny zoo (untrained CvT-GAN base, adapters for a 70x66x40 grid and for scanner 5's) and a scan."""
+    root = tmp_path_factory.mktemp("zoo")
+    folder = root / "Models"
+    folder.mkdir()
+    torch.manual_seed(0)
+    model = build_backbone("cvtgan", "cpu")
+    save_base_model(folder / "base.safetensors", model)
+    models = [_record(folder, "base", "base", "base.safetensors", scanner={"id": 1})]
+    scanners = {"scanner4": {"matrix": list(SHAPE), "spacing": list(SPACING)}, "scanner5": {"id": 5}}
+    for index, (name, scanner) in enumerate(scanners.items()):
+        torch.manual_seed(10 + index)
+        apply_peft(model, "petite")
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.requires_grad:
+                    parameter.add_(0.05 * torch.randn_like(parameter))
+        save_adapter(folder / f"{name}.safetensors", model, scanner=scanner)
+        from PETITELib.peft import remove_peft
+        remove_peft(model)
+        models.append(_record(folder, name, "adapter", f"{name}.safetensors", base="base", spec="petite",
+                              scanner=scanner, description=name))
+    (folder / MANIFEST_NAME).write_text(json.dumps({"format": "petite-zoo", "format_version": 1, "models": models}))
+    short, long, _ = short_and_long(SHAPE, seed=4)
+    scan = {"short": save_volume(root / "short.nii.gz", short, affine_for(SPACING)),
+            "long": save_volume(root / "long.nii.gz", long, affine_for(SPACING))}
+    return folder, scan
+
+
+@pytest.fixture
+def shipped(zoo, monkeypatch):
+    folder, scan = zoo
+    monkeypatch.setenv("PETITE_ZOO_DIR", str(folder))
+    return folder, scan
+
+
+def test_no_base_means_the_shipped_base(shipped, tmp_path):
+    folder, scan = shipped
+    volume = load_volume(scan["short"])
+    default = api.reconstruct(volume.array, volume.affine, device="cpu")
+    explicit = api.reconstruct(volume.array, volume.affine, base=folder / "base.safetensors", device="cpu")
+    np.testing.assert_array_equal(default, explicit)
+
+
+def test_adapter_by_name_and_auto(shipped, tmp_path, capsys):
+    folder, scan = shipped
+    outputs = {}
+    for label, value in (("path", str(folder / "scanner4.safetensors")), ("name", "scanner4"), ("auto", "auto"),
+                         ("none", "none")):
+        out = tmp_path / f"{label}.nii.gz"
+        assert main(["reconstruct", str(scan["short"]), "-o", str(out), "--adapter", value, "--device", "cpu",
+                     "--quiet"]) == 0
+        outputs[label] = load_volume(out).array
+    assert "adapter auto: chose 'scanner4'" in capsys.readouterr().out
+    np.testing.assert_array_equal(outputs["name"], outputs["path"])
+    np.testing.assert_array_equal(outputs["auto"], outputs["path"])
+    assert not np.array_equal(outputs["none"], outputs["path"])
+
+
+def test_auto_without_a_fitting_adapter_uses_the_base(shipped):
+    folder, _ = shipped
+    choice = choose_models(None, "auto", shape=(100, 100, 50), spacing=(1.0, 1.0, 1.0))
+    assert choice.adapter is None and choice.base == folder / "base.safetensors"
+    assert "no shipped adapter fits a 100x100x50 at 1x1x1 mm volume" in choice.note
+    scanner5 = choose_models(None, "auto", shape=(128, 128, 63), spacing=(2.05941, 2.05941, 2.425))
+    assert scanner5.adapter == folder / "scanner5.safetensors"
+
+
+def test_unknown_name_lists_the_shipped_adapters(shipped, tmp_path, capsys):
+    _, scan = shipped
+    assert main(["reconstruct", str(scan["short"]), "-o", str(tmp_path / "x.nii.gz"), "--adapter", "scanner9",
+                 "--device", "cpu", "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "scanner9" in error and "scanner4, scanner5" in error
+
+
+@pytest.mark.parametrize("victim", ["base.safetensors", "scanner4.safetensors"])
+def test_corrupted_shipped_file_is_refused_naming_it(zoo, tmp_path, monkeypatch, capsys, victim):
+    folder, scan = zoo
+    copy = tmp_path / "Models"
+    shutil.copytree(folder, copy)
+    data = bytearray((copy / victim).read_bytes())
+    data[-10] ^= 0xFF  # same size, different bytes
+    (copy / victim).write_bytes(bytes(data))
+    monkeypatch.setenv("PETITE_ZOO_DIR", str(copy))
+    assert main(["reconstruct", str(scan["short"]), "-o", str(tmp_path / "x.nii.gz"), "--adapter", "scanner4",
+                 "--device", "cpu", "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and str(copy / victim) in error and "corrupted" in error
+    assert not (tmp_path / "x.nii.gz").exists()
+    (copy / victim).write_bytes(bytes(data[:-1]))  # truncated
+    with pytest.raises(PetiteError, match="corrupted"):
+        verify_entry(load_manifest(copy).entry(victim.split(".")[0]))
+
+
+def test_zoo_list_shows_models_and_verifies(shipped, capsys):
+    assert main(["zoo", "list", "--verify"]) == 0
+    out = capsys.readouterr().out
+    for name in ("base", "scanner4", "scanner5"):
+        assert f"\n{name} " in out
+    assert "SHA-256 verified" in out
+
+
+def test_missing_zoo_gives_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PETITE_ZOO_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(PetiteError, match="no base model given and no shipped base model"):
+        choose_models(None, None)
+    assert main(["zoo", "list"]) == 2
+    assert "no model zoo here" in capsys.readouterr().err
+
+
+def test_demo_reconstructs_with_the_shipped_adapter(shipped, tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--device", "cpu", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for label in ("short scan", "base model", "base + scanner4"):
+        assert re.search(re.escape(label) + r" +vs long scan: PSNR", out), label
+    assert (tmp_path / "demo" / "reconstruction_comparison.png").is_file()
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--device", "cpu", "--quiet"]) == 2  # no overwrite
+
+
+def test_recipe_commands_are_complete_and_seeded():
+    steps = recipe_steps(ZooRecipe(), jobs=2)
+    assert list(steps) == ["simulate-source", "simulate-target", "base", "scanner4", "scanner5", "scanner2",
+                           "scanner3"]
+    for step in steps.values():
+        assert "--seed" in step.arguments and "{work}" in " ".join(step.arguments)
+    assert steps["scanner4"].arguments[:1] == ("finetune",) and "petite" in steps["scanner4"].arguments
+
+
+def test_shipped_zoo_is_intact_small_and_each_adapter_helps():
+    """The models in Resources/Models: files match the manifest, fit the size limit, and on held-out
+    simulated subjects base + adapter beats the base alone, which beats the short scan."""
+    manifest = load_manifest(SHIPPED)
+    assert manifest.base is not None and {e.name for e in manifest.adapters} == {f"scanner{k}" for k in (2, 3, 4, 5)}
+    assert sum(verify_entry(e).stat().st_size for e in manifest.entries) <= MAX_ZOO_MB * 2 ** 20
+    for entry in manifest.adapters:
+        metrics = entry.record["metrics"]
+        short, base, adapted = (metrics[k]["mean"]["psnr"] for k in ("input", "no-ft", "adapter"))
+        assert adapted > base > short, (entry.name, short, base, adapted)
+        assert entry.record["command"].startswith("petite finetune") and "--seed" in entry.record["command"]
+    assert manifest.base.record["command"].startswith("petite pretrain")
