@@ -173,3 +173,27 @@ def test_shipped_zoo_is_intact_small_and_each_adapter_helps():
         assert adapted > base > short, (entry.name, short, base, adapted)
         assert entry.record["command"].startswith("petite finetune") and "--seed" in entry.record["command"]
     assert manifest.base.record["command"].startswith("petite pretrain")
+
+
+@pytest.mark.slow
+def test_rebuild_runs_the_recipe_and_writes_a_loadable_zoo(tmp_path, monkeypatch):
+    from PETITELib.zoo.rebuild import rebuild_zoo
+
+    tiny = ZooRecipe(source_subjects=3, target_scanners=(5,), target_subjects=4, finetune_subjects=3,
+                     simulate_mode="fast",
+                     pretrain_options=("--epochs", "1", "--val-subjects", "1", "--crops-per-subject", "1",
+                                       "--batch-size", "2"),
+                     finetune_options=("--epochs", "1", "--val-subjects", "1", "--crops-per-subject", "1",
+                                       "--batch-size", "2"))
+    document = rebuild_zoo(tmp_path / "work", tmp_path / "zoo", recipe=tiny, device="cpu")
+    assert [m["name"] for m in document["models"]] == ["base", "scanner5"]
+    monkeypatch.setenv("PETITE_ZOO_DIR", str(tmp_path / "zoo"))
+    manifest = load_manifest()
+    for entry in manifest.entries:
+        verify_entry(entry)
+    adapter = manifest.entry("scanner5").record
+    assert adapter["metrics"]["subjects"] == ["sub-004"] and adapter["command"].startswith("petite finetune")
+    assert choose_models(None, "auto", shape=(128, 128, 63), spacing=(2.05941, 2.05941, 2.425)).adapter \
+        == tmp_path / "zoo" / "unetr-cpu-scanner5-petite.safetensors"
+    with pytest.raises(PetiteError, match="already exists"):
+        rebuild_zoo(tmp_path / "work", tmp_path / "zoo", recipe=tiny, device="cpu")

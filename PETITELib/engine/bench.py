@@ -279,7 +279,8 @@ def bench_markdown(result: dict) -> str:
              f"Scanner {config['source_scanner']} -> scanner {config['target_scanner']}; simulation "
              f"{config['simulate_mode']} mode; {config['target_train']} fine-tuning subjects, "
              f"{len(result['test_subjects'])} held-out test subjects; device {result['machine']['device']}; "
-             f"total {result['wall_seconds'] / 60:.1f} min.", "",
+             f"total {result['wall_seconds'] / 60:.1f} min (this run; finished steps are reused)."
+             + (f" Base model given with --base: {config['base']}." if config.get("base") else ""), "",
              "Metrics against the long scan on held-out subjects (mean ± sd): PSNR/SSIM/NRMSE inside the "
              "head, and over the whole volume. 'train s' and 'peak MiB' are the fine-tuning wall time "
              f"and peak memory ({result['memory_note']}).", "", bench_table(result)]

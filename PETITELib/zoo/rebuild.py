@@ -204,8 +204,9 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
     training = base_meta.get("training", {})
     base_record = {
         "name": "base", "kind": "base", "file": recipe.base_file(), "backbone": recipe.backbone,
-        "preset": recipe.preset, "spec": "", "scanner": training.get("scanner_description")
-        or {"id": recipe.source_scanner}, "command": steps["base"].command(), "seed": recipe.seed,
+        "preset": recipe.preset, "spec": "",
+        "scanner": load_cohort(work / "data" / "source" / f"scanner{recipe.source_scanner}").scanner,
+        "description": f"source scanner: {training.get('scanner', recipe.source_scanner)}", "command": steps["base"].command(), "seed": recipe.seed,
         "metrics": {"held_out": f"{len(training.get('val_subjects', []))} validation subjects of scanner "
                                 f"{recipe.source_scanner} (not trained on; used to pick the best epoch)",
                     "subjects": training.get("val_subjects", []),

@@ -134,8 +134,12 @@ def test_cmake_lists_every_petitelib_file_and_every_resource():
     # Resources/ at the top level, copied with PETITELib (SOURCE_DIR: the repository root) into
     # the scripted-modules folder, where resourcePath() looks once installed.
     resources = [r.replace("${MODULE_NAME}", "PETITE") for r in _cmake_list(text, "PETITE_RESOURCES")]
-    assert sorted(resources) == _repository_files("Resources") == ["Resources/Icons/PETITE.png",
-                                                                   "Resources/UI/PETITE.ui"]
+    on_disk = _repository_files("Resources")
+    assert sorted(resources) == on_disk
+    manifest = json.loads((REPO / "Resources" / "Models" / "manifest.json").read_text())
+    models = {f"Resources/Models/{model['file']}" for model in manifest["models"]}
+    assert set(on_disk) == {"Resources/Icons/PETITE.png", "Resources/UI/PETITE.ui",
+                            "Resources/Models/manifest.json", *models}
     call = re.search(r"ctkMacroCompilePythonScript\((.*?)\)", text, flags=re.S).group(1).split()
     arguments = dict(zip(call[::2], call[1::2]))
     assert arguments["SCRIPTS"] == '"${PETITELIB_PYTHON_SCRIPTS}"'
