@@ -68,8 +68,8 @@ def scanner_profile(description: Optional[Mapping]) -> ScannerProfile:
         matrix = tuple(int(n) for n in flat["matrix"])
         spacing = tuple(float(v) for v in flat["spacing"])
 
-    def name(*keys: str) -> str:
-        return next((str(flat[key]).strip() for key in keys if flat.get(key)), "")
+    def name(*keys: str) -> str:  # text only: a simulated cohort's "model" is a dict describing the simulation
+        return next((flat[key].strip() for key in keys if isinstance(flat.get(key), str) and flat[key].strip()), "")
 
     return ScannerProfile(known.id, matrix, spacing,
                           name("manufacturer", "Manufacturer") or known.manufacturer,

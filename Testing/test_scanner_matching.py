@@ -81,3 +81,13 @@ def test_describe_scanner():
     assert describe_scanner(BIDS_GE) == "GE MEDICAL SYSTEMS Discovery MI"
     assert describe_scanner(ScannerProfile(matrix=(40, 36, 30), spacing=(2.5, 2.5, 3.0))) == "40x36x30 at 2.5x2.5x3 mm"
     assert describe_scanner(ScannerProfile()) == "unknown scanner"
+
+
+def test_a_simulated_cohorts_model_description_is_not_a_model_name():
+    from PETITELib.scanner_matching import describe_scanner, scanner_profile
+
+    profile = scanner_profile({"id": 4, "manufacturer": "Philips Healthcare",
+                               "model": {"physics": "how the scans were simulated"},
+                               "matrix": [128, 128, 90], "spacing": [2.0, 2.0, 2.0]})
+    assert profile.model == ""
+    assert describe_scanner(profile) == "scanner 4, Philips Healthcare, 128x128x90 at 2x2x2 mm"

@@ -25,8 +25,9 @@ def run_list(args) -> int:
         spec = f" [{entry.record['spec']}]" if entry.record.get("spec") else ""
         print(f"{entry.name:10s} {entry.kind:8s} {entry.size / 2 ** 20:6.1f}  {_psnr(metrics, 'input'):>6s} "
               f"{base:>6s} {adapted:>7s}  {what}{spec}")
-    print("PSNR (dB, inside the head) against the long scan on held-out simulated subjects: short scan, "
-          "base model alone, base + adapter." + (" SHA-256 verified." if args.verify else ""))
+    print("PSNR (dB, inside the head) against the long scan: short scan, base model alone, base + adapter, on "
+          "held-out simulated subjects of the adapter's scanner (for the base: its validation subjects on the "
+          "source scanner)." + (" SHA-256 verified." if args.verify else ""))
     return 0
 
 
