@@ -101,10 +101,12 @@ def test_existing_output_is_never_overwritten_without_overwrite(files, tmp_path,
     assert load_volume(out).array.shape == SHAPE
 
 
-def test_bad_inputs_give_one_line_errors(files, tmp_path, capsys):
+def test_bad_inputs_give_one_line_errors(files, tmp_path, capsys, monkeypatch):
     assert main(["reconstruct", str(tmp_path / "missing.nii.gz"), "-o", str(tmp_path / "o.nii.gz"),
                  "--base", str(files["base0"]), "--quiet"]) == 2
+    monkeypatch.setenv("PETITE_ZOO_DIR", str(tmp_path / "no-zoo"))  # no --base and no shipped base
     assert main(["reconstruct", str(files["short"]), "-o", str(tmp_path / "o.nii.gz"), "--quiet"]) == 2
+    monkeypatch.delenv("PETITE_ZOO_DIR")
     assert main(["reconstruct", str(files["short"]), "-o", str(tmp_path / "o.nii.gz"),
                  "--base", str(files["adapter"]), "--quiet"]) == 2
     assert main(["reconstruct", str(files["short"]), "-o", str(tmp_path / "o.nii.gz"),
