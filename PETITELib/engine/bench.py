@@ -356,7 +356,7 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
                          "subjects": base_training.get("val_subjects", []),
                          "pretrain_seconds": base_training.get("wall_seconds"),
                          "pretrain_epochs": base_training.get("epochs"),
-                         "base": str(bench.base), "base_sha256": base_model_sha256(bench.base),
+                         "base_file": str(bench.base), "base_sha256": base_model_sha256(bench.base),
                          "best_epoch": base_training.get("best_epoch")}
     result = {"methods": methods, "config": {**asdict(plan), "methods": list(plan.methods)},
               "machine": _machine(torch_device), "source_validation": source_validation,
