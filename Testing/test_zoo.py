@@ -197,3 +197,13 @@ def test_rebuild_runs_the_recipe_and_writes_a_loadable_zoo(tmp_path, monkeypatch
         == tmp_path / "zoo" / "unetr-cpu-scanner5-petite.safetensors"
     with pytest.raises(PetiteError, match="already exists"):
         rebuild_zoo(tmp_path / "work", tmp_path / "zoo", recipe=tiny, device="cpu")
+
+
+def test_demo_can_also_finetune_a_new_adapter(shipped, tmp_path):
+    from PETITELib.engine.demo import DemoPlan, run_demo
+
+    plan = DemoPlan(train_subjects=3, finetune_epochs=1, crops_per_subject=1, batch_size=2)
+    result = run_demo(tmp_path / "demo", scanner=5, device="cpu", train=True, plan=plan)
+    assert list(result.metrics) == ["short scan", "base model", "base + scanner5", "base + new adapter"]
+    assert (tmp_path / "demo" / "scanner5-petite-new.safetensors").is_file()
+    assert (tmp_path / "demo" / "reconstruction_new_adapter_comparison.png").is_file()
