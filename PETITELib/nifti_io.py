@@ -5,6 +5,7 @@ Arrays are (x, y, z) float32 in the file's units (Bq/mL, SUV or counts); the aff
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -52,6 +53,15 @@ def load_volume(path, check_finite: bool = True) -> Volume:
     if check_finite and not np.isfinite(array).all():
         raise PetiteError(f"{path}: contains NaN or Inf values")
     return Volume(array, np.asarray(img.affine, dtype=np.float64))
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_bytes(path, data: bytes, overwrite: bool = False) -> None:

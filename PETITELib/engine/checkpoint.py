@@ -8,7 +8,6 @@ so a crash at any moment leaves the previous complete checkpoint readable.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from pathlib import Path
@@ -18,18 +17,10 @@ import numpy as np
 import torch
 
 from ..errors import PetiteError
-from ..nifti_io import atomic_write_bytes
+from ..nifti_io import atomic_write_bytes, file_sha256
 
 STATE_FILE = "state.json"
 FORMAT_VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_folder(output: Path) -> Path:
@@ -48,7 +39,7 @@ def save_checkpoint(folder: Path, epoch: int, tensors: Dict[str, torch.Tensor], 
     payload = {key: value.detach().to("cpu").contiguous().clone() for key, value in tensors.items()}
     atomic_write_bytes(folder / name, save(payload), overwrite=True)
     record = dict(state, format_version=FORMAT_VERSION, epoch=epoch, tensors_file=name,
-                  tensors_sha256=_sha256(folder / name))
+                  tensors_sha256=file_sha256(folder / name))
     atomic_write_bytes(folder / STATE_FILE, json.dumps(record, indent=1, sort_keys=True).encode(),
                        overwrite=True)
     for old in folder.glob("epoch-*.safetensors"):
@@ -74,7 +65,7 @@ def load_checkpoint(folder: Path) -> Optional[Tuple[Dict[str, torch.Tensor], dic
     if state.get("format_version") != FORMAT_VERSION:
         raise PetiteError(f"{state_path}: unsupported checkpoint format {state.get('format_version')}")
     tensor_path = folder / state["tensors_file"]
-    if not tensor_path.exists() or _sha256(tensor_path) != state["tensors_sha256"]:
+    if not tensor_path.exists() or file_sha256(tensor_path) != state["tensors_sha256"]:
         raise PetiteError(f"{tensor_path}: checkpoint tensors missing or altered (SHA-256 mismatch)")
     return load_file(str(tensor_path)), state
 

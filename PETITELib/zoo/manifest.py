@@ -15,7 +15,6 @@ checkout and in an installed Slicer extension). Nothing is ever downloaded.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..errors import PetiteError
+from ..nifti_io import file_sha256
 
 MANIFEST_NAME = "manifest.json"
 ZOO_FORMAT = "petite-zoo"
@@ -93,15 +93,6 @@ def load_manifest(folder=None) -> Manifest:
     except (ValueError, KeyError, TypeError) as exc:
         raise PetiteError(f"{path}: malformed model-zoo manifest ({exc})") from None
     return Manifest(folder, entries, document)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_entry(entry: ZooEntry) -> Path:
