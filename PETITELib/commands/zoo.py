@@ -1,6 +1,8 @@
 """``petite zoo``: list the shipped models, or rebuild them from their recorded commands."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..zoo import load_manifest, verify_entry, zoo_dir
 from .options import add_device, progress_bar
 
@@ -46,6 +48,23 @@ def run_rebuild(args) -> int:
     return 0
 
 
+def run_gap(args) -> int:
+    """Measure the scanner gap (No-FT vs Full-FT per target scanner) in --work and write --out."""
+    from ..zoo.gap import measure_scanner_gap
+
+    progress = progress_bar(args)
+    try:
+        result = measure_scanner_gap(args.work, args.out, jobs=args.jobs, device=args.device,
+                                     overwrite=args.overwrite, progress=progress)
+    finally:
+        progress.close()
+    for scanner, entry in result["targets"].items():
+        print(f"scanner {scanner} ({entry['family']}): short {entry['input']['psnr']:.2f}  No-FT "
+              f"{entry['no-ft']['psnr']:.2f}  Full-FT {entry['full']['psnr']:.2f}  gap {entry['gap']['mean']:+.2f} dB")
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
+    return 0
+
+
 def register(subparsers) -> None:
     """Add the ``zoo`` sub-command with ``list`` and ``rebuild``."""
     parser = subparsers.add_parser("zoo", help="the shipped base model and scanner adapters",
@@ -68,3 +87,15 @@ def register(subparsers) -> None:
     rebuild.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device(rebuild)
     rebuild.set_defaults(func=run_rebuild)
+    gap = actions.add_parser(
+        "gap", help="measure the cross-scanner gap of the zoo's base (No-FT vs Full-FT per target scanner)",
+        description="In the zoo's work folder (the same cohorts and base as 'zoo rebuild'), fully fine-tune the "
+                    "base on each target scanner and score the short scan, the base alone and Full-FT on the "
+                    "held-out subjects; writes OUT.json and OUT.md. A rerun reuses finished steps.")
+    gap.add_argument("--work", required=True, help="work folder (shared with 'petite zoo rebuild')")
+    gap.add_argument("--out", required=True, help="result file (.json; a .md is written beside it)")
+    gap.add_argument("--jobs", type=int, default=1, help="parallel simulation processes (default 1)")
+    gap.add_argument("--overwrite", action="store_true", help="replace an existing result")
+    gap.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device(gap)
+    gap.set_defaults(func=run_gap)

@@ -102,7 +102,8 @@ def make_plan(backbone: str, preset: str, quick: bool = False, seed: int = 0, de
                      base=base)
 
 
-def _machine(device: torch.device) -> dict:
+def machine_record(device: torch.device) -> dict:
+    """Platform, CPU count, threads, versions and device: what a benchmark records of its machine."""
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "python": platform.python_version(),
@@ -359,7 +360,7 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
                          "base_file": str(bench.base), "base_sha256": base_model_sha256(bench.base),
                          "best_epoch": base_training.get("best_epoch")}
     result = {"methods": methods, "config": {**asdict(plan), "methods": list(plan.methods)},
-              "machine": _machine(torch_device), "source_validation": source_validation,
+              "machine": machine_record(torch_device), "source_validation": source_validation,
               "test_subjects": [s.subject_id for s in test_subjects],
               "memory_note": ("CUDA peak allocated" if torch_device.type == "cuda" else
                               "CPU peak RSS above the RSS at the start of training, one fresh process per run"),

@@ -40,14 +40,14 @@ class ZooRecipe:
     source_subjects: int = 24
     source_seed: int = 100
     target_scanners: Tuple[int, ...] = (4, 5, 2, 3)
-    target_subjects: int = 16
+    target_subjects: int = 22
     target_seed: int = 200
-    finetune_subjects: int = 12  # the first 12 fine-tune (10 train + 2 validation); the rest are held out
+    finetune_subjects: int = 12  # the first 12 fine-tune (10 train + 2 validation); the other 10 are held out
     simulate_mode: str = "full"
     seed: int = 0
     peft: str = "petite"
     pretrain_options: Tuple[str, ...] = ("--epochs", "24", "--val-subjects", "4", "--val-every", "6")
-    finetune_options: Tuple[str, ...] = ("--val-subjects", "2")
+    finetune_options: Tuple[str, ...] = ("--val-subjects", "2", "--epochs", "24", "--val-every", "4")
 
     def base_file(self) -> str:
         return f"{self.backbone}-{self.preset}-base.safetensors"
@@ -102,10 +102,20 @@ def _out_path(step: Step, work: Path) -> Path:
     return Path(arguments[arguments.index("--out") + 1])
 
 
-def _run_step(step: Step, work: Path, cancel) -> None:
-    from ..engine.bench import run_child, simulated_cohort_ready, train_in_child
+def run_recipe_step(step: Step, work: Path, recipe: ZooRecipe, cancel) -> None:
+    """Run one recipe step in ``work`` unless its output is finished (resume an interrupted training).
+
+    A fine-tuning step on ``{work}/cohorts/scanner<k>-finetune`` first links that cohort and its
+    held-out partner ``scanner<k>-test`` from the simulated target cohort.
+    """
+    from ..engine.bench import run_child, simulated_cohort_ready, split_cohort, train_in_child
 
     arguments = step.resolved(work)
+    if arguments[0] == "finetune":
+        cohort = Path(arguments[arguments.index("--cohort") + 1])
+        scanner = cohort.name[len("scanner"):-len("-finetune")]
+        split_cohort(work / "data" / "target" / f"scanner{scanner}", recipe.finetune_subjects,
+                     cohort, cohort.with_name(f"scanner{scanner}-test"))
     if arguments[0] == "simulate":
         value = dict(zip(arguments[1::2], arguments[2::2]))
         out = Path(value["--out"])
@@ -175,7 +185,6 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
     Returns the manifest document.
     """
     from ..data.cohort import load_cohort
-    from ..engine.bench import split_cohort
     from ..engine.devices import select_device
     from ..engine.evaluation import evaluate_models
     from ..engine.models import describe_weights, load_for_inference
@@ -193,11 +202,7 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
     for number, (name, step) in enumerate(steps.items()):
         check_cancel(cancel)
         report(progress, "zoo", number, total, f"{name}: {step.command()}")
-        if name.startswith("scanner"):
-            scanner = int(name[len("scanner"):])
-            split_cohort(work / "data" / "target" / f"scanner{scanner}", recipe.finetune_subjects,
-                         work / "cohorts" / f"scanner{scanner}-finetune", work / "cohorts" / f"scanner{scanner}-test")
-        _run_step(step, work, cancel)
+        run_recipe_step(step, work, recipe, cancel)
     report(progress, "zoo", total - 1, total, "score held-out subjects")
     torch_device = select_device(device)
     base_meta = read_metadata(base_path, "petite-base-model", BASE_FORMAT_VERSION)

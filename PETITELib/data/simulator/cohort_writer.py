@@ -5,7 +5,8 @@ Layout under ``out_dir``::
     scanner<k>/scanner.json                  scanner table entry, assumed physics, labels, subjects
     scanner<k>/sub-001/short.nii.gz          first 5-minute frame (Bq/mL)
     scanner<k>/sub-001/long.nii.gz           mean of the six 5-minute frames (Bq/mL)
-    scanner<k>/sub-001/truth.nii.gz          noise-free activity on the scanner grid (Bq/mL)
+    scanner<k>/sub-001/truth.nii.gz          the scanner's noise-free image (Bq/mL)
+    scanner<k>/sub-001/activity.nii.gz       true activity averaged over each voxel, no blur (Bq/mL)
     scanner<k>/sub-001/labels.nii.gz         region labels (uint8, table in scanner.json)
     montage.png                              short / long / truth of sub-001, one row per scanner
 
@@ -28,12 +29,13 @@ from ...errors import Cancelled, PetiteError
 from ...nifti_io import atomic_write_bytes, load_volume, save_volume
 from ...progress import CancelToken, ProgressCallback, check_cancel, report
 from ..scanners import Scanner, get_scanner
-from . import anatomy, physics, placement, surrogate
+from . import (anatomy, attenuation, corrections, detectors, physics, placement, reconstruction,
+               surrogate)
 from .anatomy import subject_name
 from .scan import FINE_FACTOR, check_mode, check_seed, simulate_subject
 from .template import LABELS
 
-VOLUMES = ("short", "long", "truth", "labels")
+VOLUMES = ("short", "long", "truth", "activity", "labels")
 MONTAGE_NAME = "montage.png"
 _SUBJECT_FOLDER = re.compile(r"sub-\d{3,}$")
 _POLL_S = 0.5
@@ -126,8 +128,11 @@ def scanner_record(scanner: Scanner, mode: str, seed: int, subjects: List[dict])
         "volumes": {
             "short": "first 5-minute frame (0-5 min of the acquisition)",
             "long": "mean of the six 5-minute frames (0-30 min)",
-            "truth": "noise-free true activity at the acquisition start averaged over each voxel "
-                     "(no PSF blur): what the long scan estimates",
+            "truth": "the scanner's noise-free image: the activity through its resolution, "
+                     "corrections, reconstruction and calibration without noise (the reference "
+                     "a reconstruction can show at best)",
+            "activity": "true activity at the acquisition start averaged over each voxel (no blur, "
+                        "no calibration)",
             "labels": "dominant tissue / region per voxel, see 'labels'",
         },
         "labels": {str(k): v for k, v in LABELS.items()},
@@ -140,19 +145,19 @@ def scanner_record(scanner: Scanner, mode: str, seed: int, subjects: List[dict])
         "model": {
             "anatomy": _one_line(anatomy.__doc__),
             "placement": _one_line(placement.__doc__),
-            "physics": _one_line(physics.__doc__) if mode == "full" else None,
             "forward_grid": f"{FINE_FACTOR}x finer than the scanner grid along every axis"
                             if mode == "full" else None,
-            "reconstruction": (f"OSEM, {scanner.osem_iterations} iterations x {scanner.osem_subsets} "
-                               f"subsets of {scanner.n_angles} views, attenuation/normalisation/"
-                               "scatter/randoms corrected with the true factors, no resolution "
-                               f"modelling, Gaussian post-filter {scanner.postfilter_fwhm_mm} mm FWHM")
-                              if mode == "full" else None,
+            "physics": _one_line(physics.__doc__) if mode == "full" else None,
+            "detectors": _one_line(detectors.__doc__) if mode == "full" else None,
+            "attenuation": _one_line(attenuation.__doc__) if mode == "full" else None,
+            "corrections": _one_line(corrections.__doc__) if mode == "full" else None,
+            "reconstruction": _one_line(reconstruction.__doc__) if mode == "full" else None,
             "surrogate": _one_line(surrogate.__doc__) if mode == "fast" else None,
             "random_streams": "subject: (seed, 1, subject index); scan: (seed, 2, subject index, "
                               "scanner id); detector efficiencies: (seed, 3, scanner id)",
         },
         "white_matter_noise_mean": noise,
+        "references": "docs/simulator.md lists every modelled difference between the scanners with its source",
         "subjects": subjects,
     }
 

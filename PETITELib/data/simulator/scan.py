@@ -8,9 +8,11 @@ process in which scans run):
   ``(seed, 2, subject_index, scanner_id)``;
 - detector efficiencies (a property of the scanner within one cohort): ``(seed, 3, scanner_id)``.
 
-"truth" is the noise-free activity the long scan estimates: the true activity at the
-acquisition start (Bq/mL) averaged over each scanner voxel, without the PSF blur. short and
-long are decay-corrected to the acquisition start too, so all three share units.
+"truth" is what the scanner would show without noise: its reconstruction of noise-free data
+(resolution, reconstruction, corrections and calibration of that scanner), the reference no
+network can beat by denoising alone. "activity" is the true activity at the acquisition start
+(Bq/mL) averaged over each scanner voxel, without blur. short, long and truth are
+decay-corrected to the acquisition start, so all four share units.
 """
 from __future__ import annotations
 
@@ -23,10 +25,12 @@ from ...errors import PetiteError
 from ...progress import CancelToken, check_cancel
 from ..scanners import Scanner, get_scanner
 from .anatomy import SubjectPhantom, build_subject, sample_subject
+from .attenuation import attenuation_factors, estimated_mu_map
+from .corrections import FrameCorrections
+from .detectors import detector_efficiencies
 from .noise import noise_region, region_noise
-from .osem import OSEM, postfilter
-from .physics import (UPTAKE_TIME_S, acquisition_model, decay_constant_per_s, detector_efficiencies,
-                      frame_decay_seconds)
+from .physics import UPTAKE_TIME_S, acquisition_model, decay_constant_per_s, frame_decay_seconds
+from .reconstruction import Reconstructor, postfilter
 from .placement import Pose, resample, sample_pose, scanner_to_subject
 from .projector import scanner_geometry
 from .surrogate import surrogate_scans
@@ -44,8 +48,9 @@ _SLAB_SLICES = 8
 class SimulatedScan:
     """One simulated scan on a scanner's grid.
 
-    short, long, truth: (x, y, z) float32 in Bq/mL (decay-corrected to the acquisition start);
-    labels: (x, y, z) uint8 region labels (template.LABELS); affine: 4x4 voxel-to-RAS mm;
+    short, long: (x, y, z) float32 in Bq/mL (decay-corrected to the acquisition start); truth: the
+    scanner's noise-free image (its resolution, reconstruction and corrections, no noise);
+    activity: the true activity averaged over each voxel (no blur, no calibration); labels: (x, y, z) uint8 region labels (template.LABELS); affine: 4x4 voxel-to-RAS mm;
     info: JSON-ready record (subject parameters, pose, dose, measured noise, counts).
     """
 
@@ -54,6 +59,7 @@ class SimulatedScan:
     short: np.ndarray
     long: np.ndarray
     truth: np.ndarray
+    activity: np.ndarray
     labels: np.ndarray
     affine: np.ndarray
     info: Dict[str, object]
@@ -102,36 +108,47 @@ def _block_mean_xy(volume: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _full_images(scanner: Scanner, phantom: SubjectPhantom, transform: np.ndarray,
-                 bq_per_suv: float, efficiencies: np.ndarray, rng: np.random.Generator,
+                 bq_per_suv: float, rng: np.random.Generator, detector_rng_seed: tuple,
                  cancel: Optional[CancelToken]):
-    """Full physics: short, long, noise-free, truth (Bq/mL, scanner grid) and count statistics.
+    """Full physics: short, long, truth (noise-free image), activity (Bq/mL, scanner grid), stats.
 
-    The noise-free image is the reconstruction of the first frame's expected counts (every
-    frame's expected counts give the same image, as the model scales with the decay integral).
+    The truth is the scanner's reconstruction of the first frame's *expected* data through the
+    same correction chain: what the scanner would show without noise (every frame's expected
+    data give the same image, as the model scales with the decay integrals).
     """
     geometry = scanner_geometry(scanner)
     fine_geometry = scanner_geometry(scanner, FINE_FACTOR)
     fine = _fine_activity(phantom, scanner, transform) * np.float32(bq_per_suv)
-    truth = _block_mean_xy(fine, FINE_FACTOR)
+    activity = _block_mean_xy(fine, FINE_FACTOR)
     mu = resample(phantom.mu, phantom.affine, scanner.affine(), scanner.matrix, transform, order=1)
     check_cancel(cancel)
-    model = acquisition_model(scanner, fine_geometry, fine_geometry.pack(fine), geometry,
-                              geometry.pack(mu), efficiencies)
+    efficiencies = detector_efficiencies(_rng(*detector_rng_seed), scanner, geometry)
+    model = acquisition_model(scanner, fine_geometry, fine_geometry.pack(fine),
+                              attenuation_factors(geometry, geometry.pack(mu)), efficiencies.true)
     del fine
-    frames = model.draw_frames(rng)
+    frames = model.draw_frames(rng, delayed=scanner.corrections.randoms == "subtracted-delayed")
+    estimated_attenuation = attenuation_factors(geometry, geometry.pack(estimated_mu_map(scanner, geometry, mu, rng)))
+    corrections = FrameCorrections(scanner, geometry, model, efficiencies.measured, estimated_attenuation)
+    per_view = scanner.count_scale / scanner.n_angles
+    volume_ml = geometry.pixel_mm ** 2 * scanner.spacing[2] / 1000.0
+    factor = efficiencies.measured * estimated_attenuation * np.float32(per_view * volume_ml)
+    reconstructor = Reconstructor(scanner, geometry, factor)
     check_cancel(cancel)
-    osem = OSEM(geometry, scanner.osem_subsets, model.system_factor, model.background)
     decay = frame_decay_seconds()
+    expected = (model.expected_prompts(0).astype(np.float32), model.expected_delayed(0).astype(np.float32))
     images = []
-    for counts, scale in zip(frames + [model.expected_counts(0).astype(np.float32)], [*decay, decay[0]]):
-        stack = osem.reconstruct(counts, float(scale), scanner.osem_iterations, cancel)
-        images.append(postfilter(geometry.unpack(stack), scanner.postfilter_fwhm_mm, scanner.spacing))
-    prompts = float(frames[0].sum(dtype=np.float64))
+    for index, (prompts, delayed) in enumerate([*frames, expected]):
+        frame = index if index < len(frames) else 0
+        prepared = corrections.prepare(prompts, delayed, frame)
+        stack = reconstructor.reconstruct(prepared.data, float(decay[frame]), prepared.background, cancel)
+        image = postfilter(geometry.unpack(stack), scanner.reconstruction.postfilter_fwhm_mm, scanner.spacing)
+        images.append((image * np.float32(scanner.corrections.calibration)).astype(np.float32))
+    prompts = float(frames[0][0].sum(dtype=np.float64))
     trues = float(model.trues.sum(dtype=np.float64) * decay[0])
     stats = {"frame1_prompts_millions": round(prompts / 1e6, 4),
              "frame1_true_fraction": round(trues / prompts, 4)}
     long = np.mean(images[:-1], axis=0).astype(np.float32)
-    return images[0], long, images[-1], truth, stats
+    return images[0], long, images[-1], activity, stats
 
 
 def _simulate_on_scanner(scanner: Scanner, phantom: SubjectPhantom, subject_index: int, seed: int,
@@ -145,26 +162,22 @@ def _simulate_on_scanner(scanner: Scanner, phantom: SubjectPhantom, subject_inde
     labels = resample(phantom.labels, phantom.affine, scanner.affine(), scanner.matrix, transform, order=0)
     stats: Dict[str, float] = {}
     if mode == "full":
-        efficiencies = detector_efficiencies(
-            _rng(seed, _DETECTOR, scanner.id),
-            (scanner.n_angles, scanner.matrix[0], scanner.matrix[2]), scanner.efficiency_cv)
-        short, long, noise_free, truth, stats = _full_images(scanner, phantom, transform, bq_per_suv,
-                                                             efficiencies, rng, cancel)
-        region = noise_region(labels, truth, scanner.spacing)
+        short, long, truth, activity, stats = _full_images(scanner, phantom, transform, bq_per_suv, rng,
+                                                           (seed, _DETECTOR, scanner.id), cancel)
     else:
-        truth = resample(phantom.suv, phantom.affine, scanner.affine(), scanner.matrix, transform,
-                         order=1) * np.float32(bq_per_suv)
-        region = noise_region(labels, truth, scanner.spacing)
-        short, long, noise_free = surrogate_scans(scanner, truth, region, rng)
-    noise = {name: region_noise(image, noise_free, region)
-             for name, image in (("short", short), ("long", long))}
+        activity = resample(phantom.suv, phantom.affine, scanner.affine(), scanner.matrix, transform,
+                            order=1) * np.float32(bq_per_suv)
+        region = noise_region(labels, activity, scanner.spacing)
+        short, long, truth = surrogate_scans(scanner, activity, region, rng)
+    region = noise_region(labels, activity, scanner.spacing)
+    noise = {name: region_noise(image, truth, region) for name, image in (("short", short), ("long", long))}
     info = {"subject": phantom.parameters.name, "mode": mode, **phantom.parameters.to_json(),
             "pose": pose.to_json(), "injected_dose_mbq": round(dose_mbq, 3),
             "bq_per_ml_per_suv": round(bq_per_suv, 3),
-            "white_matter": {**noise, "truth_cov": region_noise(truth, truth, region)["cov"],
+            "white_matter": {**noise, "activity_cov": region_noise(activity, activity, region)["cov"],
                              "region_voxels": int(region.sum())},
             **stats}
-    return SimulatedScan(scanner, phantom.parameters.name, short, long, truth, labels,
+    return SimulatedScan(scanner, phantom.parameters.name, short, long, truth, activity, labels,
                          scanner.affine(), info)
 
 
