@@ -137,10 +137,10 @@ class Scanner:
     detector, corrections, reconstruction: see :class:`Detector`, :class:`Corrections`,
         :class:`Reconstruction`.
     surrogate_fwhm_mm, surrogate_short_noise, surrogate_noise_fwhm_mm: what the fast
-        image-domain surrogate imitates, measured on full-mode scans (``petite simulate
-        --measure``): the noise-free image's effective (transaxial, axial) blur of the
-        activity, the short frame's white-matter noise (fraction of the mean) and the
-        noise's correlation FWHM (mm).
+        image-domain surrogate imitates, measured on full-mode scans
+        (:mod:`PETITELib.data.simulator.calibration`): the noise-free image's effective
+        (transaxial, axial) blur of the activity, the short frame's white-matter noise
+        (fraction of the mean) and the noise's correlation FWHM (mm).
     """
 
     id: int

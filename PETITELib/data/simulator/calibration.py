@@ -1,29 +1,32 @@
 """Measuring what the fast surrogate imitates, on full-physics scans.
 
-For each scanner, from full-mode scans simulated in memory:
+For each scanner, from the first subjects of a full-mode cohort (``petite simulate --mode full``):
 - ``fwhm_mm``: the (transaxial, axial) Gaussian FWHM that best turns the activity, times the best
   scale, into the scanner's noise-free image (least squares inside the head);
 - ``short_noise``: the short frame's white-matter noise (:func:`.noise.region_noise`);
 - ``noise_fwhm_mm``: the correlation FWHM of the short frame's noise, from its lag-one
   autocorrelation rho in-plane (Gaussian-smoothed white noise: rho = exp(-1 / (4 sigma^2))).
 
-Run ``python -m PETITELib.data.simulator.calibration --scanners 1,2,3,4,5 --subjects 2`` and
-copy the printed values into the scanners' ``surrogate_*`` fields; the slow test
-``test_surrogate_matches_full_mode`` checks they still agree with the full mode.
+Run ``python -m PETITELib.data.simulator.calibration COHORT --out docs/benchmarks/simulator-noise.json``
+(it also records the long scan's noise, for the docs) and copy the values into the scanners'
+``surrogate_*`` fields; the slow test ``test_surrogate_matches_full_mode`` checks that they
+still agree with a new full-mode scan.
 """
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Dict, Sequence
 
 import numpy as np
 from scipy import ndimage, optimize
 
-from ..scanners import Scanner, get_scanner, parse_scanner_list
+from ...nifti_io import atomic_write_bytes, load_volume
+from ..scanners import Scanner, get_scanner
 from .noise import noise_region, region_noise
 from .physics import FWHM_TO_SIGMA
-from .scan import SimulatedScan, simulate_scan
+from .scan import SimulatedScan
 
 FWHM_BOUNDS_MM = (0.5, 14.0)
 
@@ -69,29 +72,51 @@ def noise_fwhm(scan: SimulatedScan) -> float:
     return round(float(sigma_voxels / FWHM_TO_SIGMA * scan.scanner.spacing[0]), 2)
 
 
-def measure_surrogate(scanner: Scanner, subjects: int = 2, seed: int = 11) -> Dict[str, object]:
-    """The surrogate's three numbers for ``scanner``, averaged over ``subjects`` full-mode scans."""
+def _scan_from_folder(scanner: Scanner, folder: Path) -> SimulatedScan:
+    """A simulated subject read back from a cohort folder (short, long, truth, activity, labels)."""
+    volumes = {name: load_volume(folder / f"{name}.nii.gz").array for name in
+               ("short", "long", "truth", "activity", "labels")}
+    return SimulatedScan(scanner, folder.name, volumes["short"], volumes["long"], volumes["truth"],
+                         volumes["activity"], volumes["labels"].astype(np.uint8), scanner.affine(), {})
+
+
+def measure_surrogate(scanner: Scanner, scans: Sequence[SimulatedScan]) -> Dict[str, object]:
+    """The surrogate's three numbers (and the long scan's noise) for ``scanner``, averaged over
+    full-mode ``scans`` of it."""
     rows = []
-    for index in range(subjects):
-        scan = simulate_scan(scanner, subject_index=index, seed=seed, mode="full")
+    for scan in scans:
         region = noise_region(scan.labels, scan.activity, scanner.spacing)
         rows.append((effective_fwhm(scan), region_noise(scan.short, scan.truth, region)["noise"],
-                     noise_fwhm(scan)))
-    return {"scanner": scanner.id,
+                     noise_fwhm(scan), region_noise(scan.long, scan.truth, region)["noise"]))
+    mean = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
+    return {"scanner": scanner.id, "subjects": len(rows),
             "surrogate_fwhm_mm": [round(float(np.mean([r[0][k] for r in rows])), 2) for k in (0, 1)],
-            "surrogate_short_noise": round(float(np.mean([r[1] for r in rows])), 3),
-            "surrogate_noise_fwhm_mm": round(float(np.mean([r[2] for r in rows])), 2)}
+            "surrogate_short_noise": round(mean(1), 3), "surrogate_noise_fwhm_mm": round(mean(2), 2),
+            "long_noise": round(mean(3), 3)}
 
 
 def main(argv=None) -> None:
-    """Print the measured surrogate values of the chosen scanners, one JSON line each."""
+    """Measure the scanners of a full-mode cohort folder (its first N subjects); print and write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scanners", default="1,2,3,4,5")
-    parser.add_argument("--subjects", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("cohort", help="folder written by 'petite simulate --mode full' (holds scanner<k>/)")
+    parser.add_argument("--subjects", type=int, default=2, help="subjects per scanner (the first ones)")
+    parser.add_argument("--out", help="also write the rows and the command to this JSON file")
     args = parser.parse_args(argv)
-    for scanner_id in parse_scanner_list(args.scanners):
-        print(json.dumps(measure_surrogate(get_scanner(scanner_id), args.subjects, args.seed)), flush=True)
+    rows = []
+    for folder in sorted(Path(args.cohort).glob("scanner*")):
+        record = json.loads((folder / "scanner.json").read_text())
+        if record.get("mode") != "full":
+            raise SystemExit(f"{folder}: not a full-mode cohort")
+        scanner = get_scanner(record["id"])
+        subjects = sorted(p for p in folder.iterdir() if p.is_dir())[:args.subjects]
+        rows.append(measure_surrogate(scanner, [_scan_from_folder(scanner, s) for s in subjects]))
+        rows[-1]["cohort_seed"] = record.get("seed")
+        print(json.dumps(rows[-1]), flush=True)
+    if args.out:
+        command = (f"python -m PETITELib.data.simulator.calibration COHORT --subjects {args.subjects} "
+                   f"--out {Path(args.out).name}")
+        document = {"command": command, "subjects": args.subjects, "scanners": rows}
+        atomic_write_bytes(Path(args.out), (json.dumps(document, indent=1) + "\n").encode(), overwrite=True)
 
 
 if __name__ == "__main__":

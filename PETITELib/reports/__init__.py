@@ -1,0 +1,56 @@
+"""Generated text in the docs: tables and figures written between markers from committed sources.
+
+A Markdown file under the repository (README.md, docs/**/*.md) may hold sections::
+
+    <!-- petite:NAME -->
+    ...generated text...
+    <!-- /petite:NAME -->
+
+``python -m PETITELib.reports docs`` rewrites every such section from its generator in
+:data:`GENERATORS` (which read committed JSON files under ``docs/benchmarks`` or the code's own
+tables); ``--check`` only reports the files whose text differs (exit 1), which the test suite
+runs so that no figure can drift from its source or be edited by hand.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Dict, List
+
+from .simulator import scanner_differences_table, scanner_gap_table, simulator_noise_table
+
+GENERATORS: Dict[str, Callable[[Path], str]] = {
+    "scanner-differences": scanner_differences_table,
+    "simulator-noise": simulator_noise_table,
+    "scanner-gap": scanner_gap_table,
+}
+_SECTION = re.compile(r"(<!-- petite:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /petite:(?P=name) -->)", re.S)
+
+
+def render(text: str, root: Path) -> str:
+    """``text`` with every known section replaced by its generator's output (unknown names kept)."""
+    def replace(match: re.Match) -> str:
+        generator = GENERATORS.get(match.group("name"))
+        if generator is None:
+            return match.group(0)
+        return match.group(1) + generator(root).rstrip("\n") + "\n" + match.group(4)
+    return _SECTION.sub(replace, text)
+
+
+def documents(root: Path) -> List[Path]:
+    """The Markdown files that may hold generated sections: README.md and docs/**/*.md."""
+    return [p for p in [root / "README.md", *sorted((root / "docs").rglob("*.md"))] if p.is_file()]
+
+
+def update_docs(root: Path, check: bool = False) -> List[Path]:
+    """Regenerate every section under ``root``; returns the files whose text changed (``check``:
+    would change, nothing is written)."""
+    changed = []
+    for path in documents(root):
+        text = path.read_text(encoding="utf-8")
+        new = render(text, root)
+        if new != text:
+            changed.append(path)
+            if not check:
+                path.write_text(new, encoding="utf-8")
+    return changed
