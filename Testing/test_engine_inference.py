@@ -4,29 +4,22 @@ import pytest
 import torch
 
 from PETITELib.engine.devices import select_device
-from PETITELib.engine.inference import gaussian_window, reconstruct_volume, sliding_window_predict, tile_starts
+from PETITELib.engine.inference import reconstruct_volume, sliding_window_predict, tile_count
 from PETITELib.errors import Cancelled, PetiteError
 from PETITELib.progress import CancelToken
 
 CPU = torch.device("cpu")
 
 
-def test_tiles_cover_the_axis_and_end_at_its_edge():
-    for size in (64, 65, 90, 136, 192):
-        for overlap in (0.0, 0.25, 0.5):
-            starts = tile_starts(size, 64, overlap)
-            assert starts[0] == 0 and starts[-1] == size - 64
-            assert all(b - a <= 64 for a, b in zip(starts, starts[1:]))
-    tiles = []
-    sliding_window_predict(lambda x: tiles.append(len(x)) or x, np.zeros((192, 192, 136), np.float32),
-                           device=CPU, overlap=0.25, batch_size=4)
-    assert sum(tiles) == 4 * 4 * 3  # a scanner-1 volume at the default overlap
-
-
-def test_gaussian_window_is_positive_and_peaks_in_the_centre():
-    window = gaussian_window(64)
-    assert window.shape == (64, 64, 64) and float(window.min()) > 0
-    assert float(window[31, 31, 31]) == pytest.approx(1.0, abs=1e-3)
+def test_tile_count_is_what_monai_visits_and_progress_counts_every_tile():
+    for shape, overlap in (((192, 192, 136), 0.25), ((128, 128, 63), 0.25), ((64, 64, 64), 0.5),
+                           ((70, 66, 63), 0.0)):
+        tiles, events = [], []
+        sliding_window_predict(lambda x: tiles.append(len(x)) or x, np.zeros(shape, np.float32),
+                               device=CPU, overlap=overlap, batch_size=4, progress=events.append)
+        assert sum(tiles) == tile_count(shape, 64, overlap)
+        assert events[-1].step == events[-1].total == sum(tiles) and len(events) == len(tiles)
+    assert tile_count((192, 192, 136)) == 4 * 4 * 3  # a scanner-1 volume at the default overlap
 
 
 def test_identity_model_returns_the_volume_for_any_shape_including_axes_below_64():

@@ -179,7 +179,7 @@ def test_shipped_zoo_is_intact_small_and_each_adapter_helps():
 def test_rebuild_runs_the_recipe_and_writes_a_loadable_zoo(tmp_path, monkeypatch):
     from PETITELib.zoo.rebuild import rebuild_zoo
 
-    tiny = ZooRecipe(source_subjects=3, target_scanners=(5,), target_subjects=4, finetune_subjects=3,
+    tiny = ZooRecipe(source_subjects=3, target_scanners=(5,), target_subjects=5, finetune_subjects=3,
                      simulate_mode="fast",
                      pretrain_options=("--epochs", "1", "--val-subjects", "1", "--crops-per-subject", "1",
                                        "--batch-size", "2"),
@@ -192,11 +192,24 @@ def test_rebuild_runs_the_recipe_and_writes_a_loadable_zoo(tmp_path, monkeypatch
     for entry in manifest.entries:
         verify_entry(entry)
     adapter = manifest.entry("scanner5").record
-    assert adapter["metrics"]["subjects"] == ["sub-004"] and adapter["command"].startswith("petite finetune")
+    assert adapter["metrics"]["subjects"] == ["sub-004", "sub-005"] and adapter["command"].startswith("petite finetune")
     assert choose_models(None, "auto", shape=(128, 128, 63), spacing=(2.05941, 2.05941, 2.425)).adapter \
         == tmp_path / "zoo" / "unetr-cpu-scanner5-petite.safetensors"
     with pytest.raises(PetiteError, match="already exists"):
         rebuild_zoo(tmp_path / "work", tmp_path / "zoo", recipe=tiny, device="cpu")
+
+    # The scanner gap reuses the work folder's cohorts and base and adds Full-FT per target.
+    from PETITELib.zoo.gap import measure_scanner_gap
+
+    result = measure_scanner_gap(tmp_path / "work", tmp_path / "gap.json", recipe=tiny, device="cpu")
+    assert result["source"] == 1 and list(result["targets"]) == ["5"]
+    entry = result["targets"]["5"]
+    for row in ("input", "no-ft", "full"):
+        assert {"psnr", "ssim", "psnr_truth", "ssim_truth"} <= set(entry[row])
+    assert entry["gap"]["n"] == 2
+    assert entry["gap"]["mean"] == pytest.approx(entry["full"]["psnr"] - entry["no-ft"]["psnr"])
+    assert (tmp_path / "gap.md").read_text().startswith("# Scanner gap")
+    assert (tmp_path / "work" / "models" / "unetr-cpu-scanner5-full.safetensors").is_file()
 
 
 def test_demo_can_also_finetune_a_new_adapter(shipped, tmp_path):
