@@ -106,3 +106,18 @@ def test_wrong_input_shape_is_refused():
         model = build_backbone("cvtgan", "cpu")
     with pytest.raises(PetiteError, match=r"\(B, 1, 64, 64, 64\)"):
         model(torch.zeros(1, 1, 32, 32, 32, device="meta"))
+
+
+def test_a_monai_without_the_edited_internals_fails_with_one_line_naming_monai(monkeypatch):
+    import monai
+    from monai.networks.blocks.transformerblock import TransformerBlock
+
+    original = TransformerBlock.__init__
+
+    def without_cross_norm(self, *args, **kwargs):  # what a MONAI release that dropped the attribute does
+        original(self, *args, **kwargs)
+        del self.norm_cross_attn
+
+    monkeypatch.setattr(TransformerBlock, "__init__", without_cross_norm)
+    with pytest.raises(PetiteError, match=f"MONAI {monai.__version__}: TransformerBlock has no 'norm_cross_attn'"):
+        build_backbone("unetr", "cpu")

@@ -23,6 +23,7 @@ from monai.networks.blocks import UnetResBlock
 from monai.networks.nets import UNETR
 from torch import nn
 
+from ..errors import PetiteError
 from .base import (ROI_SIZE, AdapterSite, BackboneMixin, LoRATarget, PartSites, PromptStage,
                    check_volume_batch)
 from .checkpointing import call
@@ -31,6 +32,7 @@ from .tokens import PromptableAttention, gated_prompt_attention, run_blocks
 DECODER_PREFIXES = ("encoder1.", "encoder2.", "encoder3.", "encoder4.",
                     "decoder5.", "decoder4.", "decoder3.", "decoder2.", "out.")
 HIDDEN_STATE_TAPS = (3, 6, 9)  # MONAI UNETR reads these block outputs for its skip paths
+TESTED_MONAI = ">=1.6.1,<1.7"  # the MONAI versions the tests built these models with (pyproject.toml)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,21 @@ class FusedQKVSelfAttention(PromptableAttention):
         return self.drop_output(self.out_proj(out.transpose(1, 2).reshape(batch, length, -1)))
 
 
+def _monai_part(owner, name: str, where: str):
+    """``owner.name``, or a PetiteError naming the installed MONAI version when MONAI no longer has it.
+
+    PETITE edits a few of MONAI UNETR's internals (see the module docstring); a MONAI release
+    that renames them must fail clearly, not build a different network.
+    """
+    try:
+        return getattr(owner, name)
+    except AttributeError:
+        import monai
+
+        raise PetiteError(f"MONAI {monai.__version__}: {where} has no '{name}' (PETITE's UNETR was built and "
+                          f"tested with MONAI {TESTED_MONAI}); install a MONAI version in that range") from None
+
+
 class UNETRBackbone(BackboneMixin, UNETR):
     """MONAI UNETR for 1-channel 64^3 PET crops: (B, 1, 64, 64, 64) -> (B, 1, 64, 64, 64)."""
 
@@ -87,10 +104,18 @@ class UNETRBackbone(BackboneMixin, UNETR):
         UNETR.__init__(self, in_channels=1, out_channels=1, img_size=ROI_SIZE,
                        feature_size=size.feature_size, hidden_size=size.hidden_size,
                        mlp_dim=size.mlp_dim, num_heads=size.num_heads)
-        for block in self.vit.blocks:
+        for block in _monai_part(_monai_part(self, "vit", "UNETR"), "blocks", "UNETR.vit"):
+            _monai_part(block, "norm_cross_attn", "TransformerBlock")
             del block.norm_cross_attn
-            block.attn = FusedQKVSelfAttention(block.attn.qkv, block.attn.out_proj,
-                                               size.num_heads, block.attn.dropout_rate)
+            attention = _monai_part(block, "attn", "TransformerBlock")
+            block.attn = FusedQKVSelfAttention(_monai_part(attention, "qkv", "SABlock"),
+                                               _monai_part(attention, "out_proj", "SABlock"), size.num_heads,
+                                               _monai_part(attention, "dropout_rate", "SABlock"))
+        for name in ("patch_embedding", "norm"):
+            _monai_part(self.vit, name, "UNETR.vit")
+        for name in ("encoder1", "encoder2", "encoder3", "encoder4", "decoder5", "decoder4", "decoder3",
+                     "decoder2", "out", "proj_feat"):
+            _monai_part(self, name, "UNETR")
         self.vit.register_parameter("prompt_tokens", None)
         self.vit.prompt_first_block = 1  # VPT prompts enter at the 2nd encoder layer
         self.backbone_name = "unetr"
