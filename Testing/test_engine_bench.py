@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from PETITELib.engine.bench import BENCH_METHODS, bench_markdown, make_plan, run_bench, target_checks
+from PETITELib.engine.bench import (BENCH_METHODS, bench_markdown, make_plan, method_statistics, parse_targets,
+                                    run_bench, target_checks)
 from PETITELib.engine.reports import bench_plot_png
 from PETITELib.errors import PetiteError
 
@@ -22,7 +23,7 @@ def _result():
     source = {"base": {"psnr": 29.0, "ssim": 0.9}, "input": {"psnr": 27.5, "ssim": 0.88}}
     return {"methods": methods, "source_validation": source, "targets": target_checks(methods, source),
             "config": {"backbone": "unetr", "preset": "cpu", "quick": True, "source_scanner": 1,
-                       "target_scanner": 4, "simulate_mode": "fast", "target_train": 10},
+                       "target_scanners": [4], "simulate_mode": "fast", "target_train": 10, "target_val": 2},
             "machine": {"device": "cpu (2 threads)"}, "test_subjects": ["sub-013"], "wall_seconds": 600.0,
             "memory_note": "CPU peak RSS above the start"}
 
@@ -56,6 +57,39 @@ def test_plans():
         make_plan("unetr", "cpu", methods=("dora",))
 
 
+def test_the_cpu_plan_shares_the_model_zoo_s_cohorts_and_models():
+    from PETITELib.zoo.gap import gap_steps
+    from PETITELib.zoo.rebuild import ZooRecipe, recipe_steps
+
+    plan, recipe = make_plan("unetr", "cpu", targets=(2, 3, 4, 5)), ZooRecipe()
+    assert (plan.source_seed, plan.source_subjects, plan.target_seed) == (recipe.source_seed, recipe.source_subjects,
+                                                                          recipe.target_seed)
+    assert plan.target_train + plan.target_val == recipe.finetune_subjects
+    assert plan.target_train + plan.target_val + plan.target_test == recipe.target_subjects
+    finetune = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in plan.finetune.items())
+    assert all(f"{o} {v}" in " ".join(recipe.finetune_options) for o, v in
+               zip(finetune.split()[::2], finetune.split()[1::2]))
+    adapter = recipe_steps(recipe)["scanner4"].arguments
+    full = gap_steps(recipe)["full-scanner4"].arguments
+    assert adapter[adapter.index("--out") + 1].endswith(plan.model_file(4, "petite"))
+    assert full[full.index("--out") + 1].endswith(plan.model_file(4, "full"))
+    assert parse_targets("5,2") == (2, 5)
+    with pytest.raises(PetiteError, match="--targets: scanner 1 is the source"):
+        parse_targets("1,4")
+    with pytest.raises(PetiteError, match="--targets: unknown scanner '7'"):
+        parse_targets("7")
+
+
+def test_method_statistics_pair_every_method_with_no_ft_and_petite_with_full():
+    subjects = [f"sub-{i:03d}" for i in range(1, 6)]
+    methods = {name: {"per_subject_psnr": {s: base + 0.1 * i for i, s in enumerate(subjects)}}
+               for name, base in (("input", 27.0), ("no-ft", 30.0), ("full", 31.0), ("lora", 30.5), ("petite", 30.9))}
+    statistics = method_statistics(methods)
+    assert set(statistics) == {"petite_vs_full", "petite_vs_no-ft", "no-ft_vs_input", "full_vs_no-ft", "lora_vs_no-ft"}
+    assert statistics["petite_vs_full"]["mean"] == pytest.approx(-0.1)
+    assert statistics["full_vs_no-ft"]["mean"] == pytest.approx(1.0)
+
+
 @pytest.mark.slow
 def test_tiny_bench_runs_end_to_end(tmp_path):
     from dataclasses import replace
@@ -67,6 +101,8 @@ def test_tiny_bench_runs_end_to_end(tmp_path):
     run_bench(plan, tmp_path / "result.json")
     result = json.loads((tmp_path / "result.json").read_text())
     assert list(result["methods"]) == ["input", "no-ft", "full", "petite"]
+    assert list(result["by_target"]) == ["4"] and result["by_target"]["4"]["methods"] == result["methods"]
+    assert result["methods"]["petite"]["curve"] and "petite_vs_full" in result["statistics"]
     for key in ("percent", "psnr", "ssim", "nrmse", "psnr_whole", "ssim_whole", "nrmse_whole", "seconds",
                 "peak_mem_mb", "psnr_truth", "ssim_truth"):
         assert result["methods"]["petite"][key] is not None, key

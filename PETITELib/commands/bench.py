@@ -4,14 +4,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..engine.bench import BENCH_METHODS, make_plan, run_bench
+from ..engine.bench import BENCH_METHODS, make_plan, parse_targets, run_bench
 from .options import add_device, add_seed, progress_bar
 
 
 def run(args) -> int:
     """Run the benchmark and print its markdown report."""
     plan = make_plan(args.backbone, args.preset, quick=args.quick, seed=args.seed, device=args.device,
-                     target_scanner=args.target_scanner, simulate_mode=args.simulate_mode, jobs=args.jobs,
+                     targets=parse_targets(args.targets), simulate_mode=args.simulate_mode, jobs=args.jobs,
                      methods=args.methods or BENCH_METHODS, base=args.base)
     if args.pretrain_epochs:
         plan = replace(plan, pretrain={**plan.pretrain, "epochs": args.pretrain_epochs})
@@ -30,19 +30,21 @@ def register(subparsers) -> None:
     """Add the ``bench`` sub-command."""
     parser = subparsers.add_parser(
         "bench", help="run the paper's protocol end to end on simulated data and report every method",
-        description="Simulate a source (scanner 1) and a target cohort, pre-train a base model, fine-tune "
-                    "Full-FT, LayerNorm, BitFit, LoRA, Adapters, SSF, VPT and PETITE on 10 target subjects "
-                    "(each in a fresh process: wall time and peak memory measured in isolation), and score "
-                    "the input, No-FT and every method on held-out subjects. Writes RESULT.json, RESULT.md "
-                    "and RESULT.png; models and data stay in a work folder that a rerun reuses.")
+        description="Simulate a source (scanner 1) and target cohorts, pre-train a base model, fine-tune "
+                    "Full-FT, LayerNorm, BitFit, LoRA, Adapters, SSF, VPT and PETITE on 10 subjects of each target "
+                    "scanner (each in a fresh process: wall time and peak memory measured in isolation), and "
+                    "score the input, No-FT and every method on held-out subjects with paired statistics. Writes "
+                    "RESULT.json, RESULT.md and RESULT.png; models and data stay in a work folder that a rerun "
+                    "reuses (the model zoo's work folder works too: its cohorts and models are reused).")
     parser.add_argument("--backbone", required=True, choices=("unetr", "cvtgan"))
     parser.add_argument("--preset", default="cpu", choices=("paper", "cpu"), help="model size (default cpu)")
     parser.add_argument("--quick", action="store_true",
                         help="small, fast run (fast simulation, short trainings): under 20 min on 2 CPU cores")
     parser.add_argument("--out", required=True, help="RESULT.json to write")
     parser.add_argument("--work", help="work folder (default: RESULT_work beside RESULT.json)")
-    parser.add_argument("--target-scanner", type=int, default=4, choices=(2, 3, 4, 5),
-                        help="scanner to fine-tune for (default 4)")
+    parser.add_argument("--targets", default="4",
+                        help="target scanners to fine-tune for, comma-separated, e.g. 2,3,4,5 (default 4; the "
+                             "first is the main target of the report)")
     parser.add_argument("--simulate-mode", choices=("full", "fast"),
                         help="simulator mode (default: fast with --quick, full otherwise)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel simulation processes (default 1)")

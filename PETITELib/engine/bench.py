@@ -48,12 +48,15 @@ METRIC_KEYS = ("psnr", "ssim", "nrmse", "psnr_whole", "ssim_whole", "nrmse_whole
 class BenchPlan:
     """What a benchmark runs: data sizes, simulation mode and the training overrides.
 
-    source_subjects: simulated on the source scanner (split into training/validation by
-    ``petite pretrain``, ``source_val`` of them for validation); target subjects:
-    ``target_train`` + ``target_val`` fine-tune (``petite finetune`` splits them), then
-    ``target_test`` held out for the scores. pretrain/finetune: TrainSettings overrides.
-    base: an existing base-model file to fine-tune instead of pre-training one (then no source
-    cohort is simulated; the source validation is the one recorded in the base's metadata).
+    source_subjects: simulated on the source scanner with ``source_seed`` (split into
+    training/validation by ``petite pretrain``, ``source_val`` of them for validation); target
+    scanners: each simulated with ``target_seed`` (the same subjects on every target), its first
+    ``target_train`` + ``target_val`` subjects fine-tune (``petite finetune`` splits them), the
+    next ``target_test`` are held out for the scores. The full cpu plan uses the model zoo's
+    seeds, sizes and fine-tuning options (:class:`PETITELib.zoo.rebuild.ZooRecipe`), so a bench
+    in the zoo's work folder reuses its cohorts, its Full-FT runs (``petite zoo gap``) and its
+    PETITE adapters. pretrain/finetune: TrainSettings overrides. base: an existing base-model
+    file to fine-tune instead of pre-training one (then no source cohort is simulated).
     """
 
     backbone: str
@@ -63,43 +66,67 @@ class BenchPlan:
     device: str
     simulate_mode: str
     source_scanner: int
-    target_scanner: int
+    target_scanners: tuple
     source_subjects: int
     source_val: int
     target_train: int
     target_val: int
     target_test: int
     jobs: int
+    source_seed: int = 100
+    target_seed: int = 200
     pretrain: Dict[str, float] = field(default_factory=dict)
     finetune: Dict[str, float] = field(default_factory=dict)
     methods: tuple = BENCH_METHODS
     base: Optional[str] = None
 
+    def model_file(self, scanner: int, method: str) -> str:
+        """File name of a fine-tuned model, as the model zoo names it."""
+        return f"{self.backbone}-{self.preset}-scanner{scanner}-{method}.safetensors"
+
+
+def parse_targets(text) -> tuple:
+    """``"2,3,4,5"`` -> (2, 3, 4, 5): target scanners (not the source, 1); PetiteError naming --targets."""
+    from ..data.scanners import parse_scanner_list
+
+    try:
+        targets = parse_scanner_list(text)
+    except PetiteError as error:
+        raise PetiteError(str(error).replace("--scanners", "--targets")) from None
+    if 1 in targets:
+        raise PetiteError("--targets: scanner 1 is the source scanner; choose among 2, 3, 4, 5")
+    return targets
+
 
 def make_plan(backbone: str, preset: str, quick: bool = False, seed: int = 0, device: str = "auto",
-              target_scanner: int = 4, simulate_mode: Optional[str] = None, jobs: int = 1,
+              targets=(4,), simulate_mode: Optional[str] = None, jobs: int = 1,
               methods=BENCH_METHODS, base: Optional[str] = None) -> BenchPlan:
     """The benchmark plan: ``quick`` (under 20 minutes on 2 CPU cores with the cpu preset) or full.
 
     Quick: fast surrogate simulation, 8 source and 15 target subjects (10 train, 2 val, 3 test),
-    short trainings (10 pre-training epochs of 4 steps, 3 fine-tuning epochs of 4 steps). Full: physics simulation, the paper's sizes where affordable (cpu preset:
-    30 source subjects with 6 for validation; paper preset: 45 with 15), 10 target training
-    subjects, 5 (cpu) or 15 (paper) target validation and 10 test subjects, default epochs.
+    short trainings (10 pre-training epochs of 4 steps, 3 fine-tuning epochs of 4 steps), seeds
+    from ``seed``. Full: physics simulation; cpu preset as the model zoo (24 source subjects with
+    4 for validation, 10 + 2 fine-tuning and 10 test subjects per target, 24 fine-tuning epochs
+    validated every 4); paper preset: 45 source subjects with 15 for validation, 10 + 15 + 10.
     """
     unknown = [m for m in methods if m not in BENCH_METHODS]
     if unknown:
         raise PetiteError(f"--methods: unknown method(s) {', '.join(unknown)} (choose from {', '.join(BENCH_METHODS)})")
+    targets = parse_targets(",".join(map(str, targets)))
     if quick:
-        return BenchPlan(backbone, preset, True, seed, device, simulate_mode or "fast", 1, target_scanner,
+        return BenchPlan(backbone, preset, True, seed, device, simulate_mode or "fast", 1, targets,
                          source_subjects=8, source_val=2, target_train=10, target_val=2, target_test=3,
-                         jobs=jobs, methods=tuple(methods), base=base,
+                         jobs=jobs, source_seed=seed, target_seed=seed + 1, methods=tuple(methods), base=base,
                          pretrain=dict(epochs=10, crops_per_subject=4, val_every=5),
                          finetune=dict(epochs=3, crops_per_subject=2, val_every=3))
-    paper = preset == "paper"
-    return BenchPlan(backbone, preset, False, seed, device, simulate_mode or "full", 1, target_scanner,
-                     source_subjects=45 if paper else 30, source_val=15 if paper else 6, target_train=10,
-                     target_val=15 if paper else 5, target_test=10, jobs=jobs, methods=tuple(methods),
-                     base=base)
+    if preset == "paper":
+        return BenchPlan(backbone, preset, False, seed, device, simulate_mode or "full", 1, targets,
+                         source_subjects=45, source_val=15, target_train=10, target_val=15, target_test=10,
+                         jobs=jobs, methods=tuple(methods), base=base)
+    return BenchPlan(backbone, preset, False, seed, device, simulate_mode or "full", 1, targets,
+                     source_subjects=24, source_val=4, target_train=10, target_val=2, target_test=10,
+                     jobs=jobs, methods=tuple(methods), base=base,
+                     pretrain=dict(epochs=24, val_every=6), finetune=dict(epochs=24, val_every=4))
 
 
 def machine_record(device: torch.device) -> dict:
@@ -169,10 +196,10 @@ class _Bench:
 
     def __init__(self, plan: BenchPlan, work: Path, progress, cancel) -> None:
         self.plan, self.work, self.progress, self.cancel = plan, work, progress, cancel
-        self.steps = 4 + len(plan.methods)
+        self.steps = 2 + len(plan.target_scanners) * (3 + len(plan.methods))
         self.done = 0
         self.models = work / "models"
-        self.base = Path(plan.base) if plan.base else self.models / "base.safetensors"
+        self.base = Path(plan.base) if plan.base else self.models / f"{plan.backbone}-{plan.preset}-base.safetensors"
 
     def step(self, message: str) -> None:
         check_cancel(self.cancel)
@@ -192,11 +219,11 @@ class _Bench:
                         progress=self.progress, cancel=self.cancel)
         return folder
 
-    def split_target(self, folder: Path) -> tuple:
-        """Link the first train+val subjects into a fine-tuning cohort, the rest into a test cohort."""
+    def split_target(self, folder: Path, scanner: int) -> tuple:
+        """Link the first train+val subjects into a fine-tuning cohort, the next test ones into a test cohort."""
         cut = self.plan.target_train + self.plan.target_val
-        return split_cohort(folder, cut, self.work / "cohorts" / "target-finetune",
-                            self.work / "cohorts" / "target-test")
+        return split_cohort(folder, cut, self.work / "cohorts" / f"scanner{scanner}-finetune",
+                            self.work / "cohorts" / f"scanner{scanner}-test")
 
     # --- training in fresh processes --------------------------------------------------------
     def _train(self, command: str, out: Path, arguments: List[str], overrides: Dict[str, float]) -> dict:
@@ -209,9 +236,12 @@ class _Bench:
         return self._train("pretrain", self.base, ["--cohort", str(source), "--backbone", self.plan.backbone,
                                                    "--preset", self.plan.preset], overrides)
 
-    def finetune(self, method: str, cohort: Path) -> dict:
+    def model(self, scanner: int, method: str) -> Path:
+        return self.models / self.plan.model_file(scanner, method)
+
+    def finetune(self, scanner: int, method: str, cohort: Path) -> dict:
         overrides = dict(val_subjects=self.plan.target_val, **self.plan.finetune)
-        return self._train("finetune", self.models / f"{method}.safetensors",
+        return self._train("finetune", self.model(scanner, method),
                            ["--base", str(self.base), "--cohort", str(cohort), "--peft", method], overrides)
 
 
@@ -238,6 +268,8 @@ def _method_row(scored: dict, training: dict, process: dict) -> dict:
                peak_mem_mb=training.get("peak_mem_mb"), peak_rss_mb=training.get("peak_rss_mb"),
                peak_mem_kind=training.get("peak_mem_kind"), epochs=training.get("epochs"),
                best_epoch=training.get("best_epoch"), spec=training.get("spec"), **process)
+    row["curve"] = [[entry["epoch"], entry["val_psnr"]] for entry in training.get("history", [])
+                    if "val_psnr" in entry]
     return row
 
 
@@ -272,29 +304,79 @@ def target_checks(methods: dict, source: dict) -> dict:
     return checks
 
 
+def _statistics_lines(statistics: dict) -> List[str]:
+    lines = []
+    for name, value in statistics.items():
+        if value is None:
+            continue
+        mark = " (significant, p < 0.05)" if value["significant"] else ""
+        lines.append(f"- {name.replace('_vs_', ' - ')}: {value['mean']:+.3f} dB, 95 % CI "
+                     f"[{value['ci95'][0]:+.3f}, {value['ci95'][1]:+.3f}], Wilcoxon p = {value['wilcoxon_p']:.3g}, "
+                     f"n = {value['n']}{mark}")
+    return lines
+
+
 def bench_markdown(result: dict) -> str:
-    """The benchmark's markdown report: configuration line, table, source validation, targets."""
+    """The benchmark's markdown report: configuration, then per target scanner its table, the
+    paired statistics and the target checks."""
     config = result["config"]
+    targets = config.get("target_scanners", [config.get("main_target")])
     lines = [f"# PETITE benchmark: {config['backbone']} ({config['preset']} preset"
              f"{', quick' if config['quick'] else ''})", "",
-             f"Scanner {config['source_scanner']} -> scanner {config['target_scanner']}; simulation "
-             f"{config['simulate_mode']} mode; {config['target_train']} fine-tuning subjects, "
-             f"{len(result['test_subjects'])} held-out test subjects; device {result['machine']['device']}; "
-             f"total {result['wall_seconds'] / 60:.1f} min (this run; finished steps are reused)."
-             + (f" Base model given with --base: {config['base']}." if config.get("base") else ""), "",
+             f"Scanner {config['source_scanner']} -> scanner(s) {', '.join(map(str, targets))}; simulation "
+             f"{config['simulate_mode']} mode; {config['target_train']} fine-tuning subjects (+ "
+             f"{config['target_val']} for validation) and {len(result['test_subjects'])} held-out test subjects per "
+             f"target; device {result['machine']['device']}; total {result['wall_seconds'] / 60:.1f} min (this run; "
+             "finished steps are reused)." + (f" Base model given with --base: {config['base']}."
+                                             if config.get("base") else ""), "",
              "Metrics against the long scan on held-out subjects (mean ± sd): PSNR/SSIM/NRMSE inside the "
-             "head, and over the whole volume. 'train s' and 'peak MiB' are the fine-tuning wall time "
-             f"and peak memory ({result['memory_note']}).", "", bench_table(result)]
+             "head, and over the whole volume; 'PSNR vs truth' against the scanner's noise-free image. 'train s' "
+             f"and 'peak MiB' are the fine-tuning wall time and peak memory ({result['memory_note']})."]
     source = result.get("source_validation")
-    if source:
+    if source and source.get("base"):
         lines += ["", f"Source scanner validation (base model vs its input): PSNR {source['base']['psnr']:.3f} "
                       f"vs {source['input']['psnr']:.3f} dB, SSIM {source['base']['ssim']:.4f} vs "
                       f"{source['input']['ssim']:.4f} (head-masked)."]
-    lines += ["", "## Targets", ""]
-    for key, value in result["targets"].items():
-        text = f"{value:.4g}" if isinstance(value, float) else str(value)
-        lines.append(f"- {key}: {text}")
+    by_target = result.get("by_target") or {str(targets[0]): result}
+    for scanner, entry in by_target.items():
+        lines += ["", f"## Target scanner {scanner}", "", bench_table(entry), "", "Paired differences of head PSNR:",
+                  ""] + _statistics_lines(entry.get("statistics", {})) + ["", "Target checks:", ""]
+        for key, value in entry["targets"].items():
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            lines.append(f"- {key}: {text}")
     return "\n".join(lines) + "\n"
+
+
+def method_statistics(methods: dict) -> dict:
+    """Paired head-PSNR differences (:func:`.statistics.paired_difference`) on the test subjects:
+    PETITE vs Full-FT, PETITE vs No-FT, every fine-tuned method vs No-FT, No-FT vs input."""
+    from .statistics import paired_difference
+
+    def per_subject(name):
+        return methods[name]["per_subject_psnr"]
+
+    pairs = [("petite", "full"), ("petite", "no-ft"), ("no-ft", "input")]
+    pairs += [(m, "no-ft") for m in methods if m not in ("input", "no-ft", "petite")]
+    return {f"{a}_vs_{b}": paired_difference(per_subject(a), per_subject(b))
+            for a, b in pairs if a in methods and b in methods}
+
+
+def _evaluate_target(bench: "_Bench", scanner: int, test_cohort: Path, torch_device, processes: dict) -> dict:
+    """Score the input, No-FT and every fine-tuned method on one target's held-out subjects."""
+    test_subjects = list(load_cohort(test_cohort).subjects)
+    loaders = {"no-ft": lambda: load_for_inference(bench.base, None, torch_device)}
+    for method in bench.plan.methods:
+        loaders[method] = (lambda m=method: load_for_inference(bench.base, bench.model(scanner, m), torch_device))
+    scored = evaluate_models(test_subjects, loaders, device=torch_device, progress=bench.progress,
+                             cancel=bench.cancel)
+    methods = {"input": _method_row(scored["input"], {}, {}), "no-ft": _method_row(scored["no-ft"], {}, {})}
+    for method in bench.plan.methods:
+        training = describe_weights(bench.model(scanner, method))["training"]
+        methods[method] = _method_row(scored[method], training, processes.get(method, {}))
+    for name in methods:
+        methods[name]["per_subject_psnr"] = {s: m["psnr"] for s, m in scored[name]["per_subject"].items()}
+    return {"methods": methods, "statistics": method_statistics(methods),
+            "test_subjects": [s.subject_id for s in test_subjects]}
 
 
 def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
@@ -302,8 +384,10 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
     """Run the benchmark of ``plan``; write ``out`` (JSON) and OUT.md, OUT.png beside it.
 
     work: folder for simulated data, models and checkpoints (default ``OUT`` without suffix +
-    ``_work``); reused by a rerun. Returns the result dict (see RESULT.json's keys: methods,
-    config, machine, source_validation, targets, test_subjects, wall_seconds).
+    ``_work``); reused by a rerun (and compatible with the model zoo's work folder). Returns the
+    result dict: ``by_target`` ({scanner: {methods, statistics, targets, test_subjects}}),
+    ``methods``/``targets``/``statistics`` of the first target, config, machine,
+    source_validation, wall_seconds.
     """
     out = Path(out)
     if not out.name.endswith(".json"):
@@ -320,38 +404,27 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
     bench = _Bench(plan, work, progress, cancel)
 
     if plan.base:
-        bench.step(f"use the base model {plan.base} (no source simulation)")
+        bench.step(f"use the base model {plan.base} (no source simulation, no pre-training)")
+        processes_base = {}
     else:
         bench.step(f"simulate {plan.source_subjects} subjects on scanner {plan.source_scanner} ({plan.simulate_mode})")
-        source = bench.simulate("source", plan.source_scanner, plan.source_subjects, plan.seed)
-    bench.step(f"simulate {plan.target_train + plan.target_val + plan.target_test} other subjects on "
-               f"scanner {plan.target_scanner} ({plan.simulate_mode})")
-    target = bench.simulate("target", plan.target_scanner,
-                            plan.target_train + plan.target_val + plan.target_test, plan.seed + 1)
-    finetune_cohort, test_cohort = bench.split_target(target)
-    if plan.base:
-        bench.step("pre-training skipped (--base)")
-        processes = {"no-ft": {}}
-    else:
+        source = bench.simulate("source", plan.source_scanner, plan.source_subjects, plan.source_seed)
         bench.step(f"pre-train {plan.backbone} ({plan.preset}) on scanner {plan.source_scanner}")
-        processes = {"no-ft": bench.pretrain(source)}
-    for method in plan.methods:
-        bench.step(f"fine-tune {method} on scanner {plan.target_scanner}")
-        processes[method] = bench.finetune(method, finetune_cohort)
-    bench.step("evaluate on held-out subjects")
-    test_subjects = list(load_cohort(test_cohort).subjects)
-    loaders = {"no-ft": lambda: load_for_inference(bench.base, None, torch_device)}
-    for method in plan.methods:
-        loaders[method] = (lambda m=method: load_for_inference(bench.base, bench.models / f"{m}.safetensors",
-                                                               torch_device))
-    scored = evaluate_models(test_subjects, loaders, device=torch_device, progress=progress, cancel=cancel)
+        processes_base = bench.pretrain(source)
+    by_target = {}
+    for scanner in plan.target_scanners:
+        subjects = plan.target_train + plan.target_val + plan.target_test
+        bench.step(f"simulate {subjects} other subjects on scanner {scanner} ({plan.simulate_mode})")
+        folder = bench.simulate("target", scanner, subjects, plan.target_seed)
+        finetune_cohort, test_cohort = bench.split_target(folder, scanner)
+        processes = {"no-ft": processes_base}
+        for method in plan.methods:
+            bench.step(f"fine-tune {method} on scanner {scanner}")
+            processes[method] = bench.finetune(scanner, method, finetune_cohort)
+        bench.step(f"evaluate scanner {scanner} on its held-out subjects")
+        by_target[str(scanner)] = _evaluate_target(bench, scanner, test_cohort, torch_device, processes)
 
     base_training = describe_weights(bench.base)["training"]
-    methods = {"input": _method_row(scored["input"], {}, {})}
-    methods["no-ft"] = _method_row(scored["no-ft"], {}, {})
-    for method in plan.methods:
-        training = describe_weights(bench.models / f"{method}.safetensors")["training"]
-        methods[method] = _method_row(scored[method], training, processes.get(method, {}))
     source_validation = {"base": base_training.get("val_metrics", {}),
                          "input": base_training.get("val_input_metrics", {}),
                          "subjects": base_training.get("val_subjects", []),
@@ -359,13 +432,18 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
                          "pretrain_epochs": base_training.get("epochs"),
                          "base_file": str(bench.base), "base_sha256": base_model_sha256(bench.base),
                          "best_epoch": base_training.get("best_epoch")}
-    result = {"methods": methods, "config": {**asdict(plan), "methods": list(plan.methods)},
+    source_checked = source_validation if source_validation["base"] else {}
+    for entry in by_target.values():
+        entry["targets"] = target_checks(entry["methods"], source_checked)
+    main = by_target[str(plan.target_scanners[0])]
+    result = {"by_target": by_target, "methods": main["methods"], "statistics": main["statistics"],
+              "targets": main["targets"], "test_subjects": main["test_subjects"],
+              "config": {**asdict(plan), "methods": list(plan.methods), "target_scanners": list(plan.target_scanners),
+                         "main_target": plan.target_scanners[0]},
               "machine": machine_record(torch_device), "source_validation": source_validation,
-              "test_subjects": [s.subject_id for s in test_subjects],
               "memory_note": ("CUDA peak allocated" if torch_device.type == "cuda" else
                               "CPU peak RSS above the RSS at the start of training, one fresh process per run"),
               "wall_seconds": round(time.perf_counter() - started, 1)}
-    result["targets"] = target_checks(methods, source_validation if source_validation["base"] else {})
     write_json(out, result, overwrite=True)
     atomic_write_bytes(out.with_suffix(".md"), bench_markdown(result).encode(), overwrite=True)
     atomic_write_bytes(out.with_suffix(".png"), bench_plot_png(result), overwrite=True)
