@@ -101,3 +101,39 @@ def test_schedule_warms_up_then_anneals_to_zero():
         schedule.advance()
     assert lrs[0] == 0.5 and lrs[1] == 1.0 and lrs[2] == 1.0
     assert lrs[-1] == pytest.approx(0.0) and all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+
+
+def _scripted_fit(folder, scores, patience, resume=False, stop_after=None):
+    """A fit whose validation PSNR follows ``scores`` (one per epoch); cancelled after epoch ``stop_after``
+    (with ``resume``: continues the run that was cancelled there)."""
+    model = nn.Conv3d(1, 1, 1)
+    objective = L1Objective(model, adamw(model, 1e-3, 0.0), CosineSchedule(1e-3, len(scores), 1))
+    token, validated = CancelToken(), []
+
+    def batches(epoch):
+        if stop_after is not None and not resume and epoch > stop_after:
+            token.cancel()
+        x = torch.rand(1, 1, 4, 4, 4)
+        yield x, x
+
+    def validate():
+        validated.append(len(validated))
+        return {"psnr": scores[len(validated) - 1 + (stop_after or 0) * resume]}
+
+    plan = FitPlan(epochs=len(scores), steps_per_epoch=1, batches_for_epoch=batches, validate=validate,
+                   on_best=lambda epoch, metrics: None, set_mode=model.train, checkpoint_dir=folder / "run.ckpt",
+                   job={"spec": "toy"}, device=torch.device("cpu"), patience=patience)
+    try:
+        return fit(objective, plan, resume=resume, cancel=token)
+    except Cancelled:
+        return None
+
+
+def test_early_stopping_keeps_the_best_epoch_and_survives_a_resume(tmp_path):
+    scores = [20.0, 22.0, 23.0, 22.5, 22.9, 22.1, 24.0, 21.0]
+    stopped = _scripted_fit(tmp_path / "a", scores, patience=3)
+    assert (stopped.epochs, stopped.best_epoch, stopped.best_metrics["psnr"]) == (6, 3, 23.0)
+    assert _scripted_fit(tmp_path / "b", scores, patience=0).epochs == 8  # no patience: every epoch
+    assert _scripted_fit(tmp_path / "c", scores, patience=3, stop_after=4) is None  # interrupted after epoch 4
+    resumed = _scripted_fit(tmp_path / "c", scores, patience=3, resume=True, stop_after=4)
+    assert (resumed.epochs, resumed.best_epoch) == (6, 3)

@@ -27,6 +27,9 @@ def add_training_overrides(parser) -> None:
     group.add_argument("--val-subjects", type=float,
                        help="validation subjects: a count (>= 1) or a fraction (< 1) of the cohort")
     group.add_argument("--val-every", type=int, help="validate (whole volumes) every N epochs")
+    group.add_argument("--patience", type=int,
+                       help="stop after N validations without a better validation PSNR (0: never; the best "
+                            "epoch is kept either way)")
     group.add_argument("--overlap", type=float, help="sliding-window overlap used for validation (0..0.9, default 0.25)")
     group.add_argument("--checkpointing", action="store_true", default=None,
                        help="recompute transformer activations in the backward pass: less memory, more time")

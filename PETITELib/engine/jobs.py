@@ -133,7 +133,8 @@ def run_training(*, generator: nn.Module, discriminator: Optional[nn.Module], tr
         batches_for_epoch=lambda epoch: epoch_batches(dataset, settings.batch_size, seed, epoch),
         validate=whole_volume_validator(generator, data.val, device, settings.overlap, cancel=cancel),
         on_best=write_output, set_mode=set_mode, checkpoint_dir=checkpoint_folder(out),
-        job=job, device=device, stage=stage, val_every=settings.val_every)
+        job=job, device=device, stage=stage, val_every=settings.val_every,
+        patience=settings.patience)
     return fit(objective, plan, resume=resume, progress=progress, cancel=cancel)
 
 

@@ -24,7 +24,9 @@ class TrainSettings:
     crops_per_subject: 64^3 crops drawn per training subject per epoch (half centred in the
     head, half anywhere: air and edges too); val_subjects: validation subjects, a count
     (>= 1) or a fraction (< 1) of the cohort; val_every: validate every N epochs (and after
-    the last); overlap: sliding-window overlap for validation; checkpointing: recompute the
+    the last); patience: stop after this many validations without a better validation PSNR (early
+    stopping; 0: train every epoch, the best epoch is kept either way); overlap:
+    sliding-window overlap for validation; checkpointing: recompute the
     transformer blocks' activations in the backward pass instead of storing them (less memory,
     more time; the result is the same).
     """
@@ -39,6 +41,7 @@ class TrainSettings:
     overlap: float = DEFAULT_OVERLAP
     warmup_fraction: float = 0.0
     checkpointing: bool = False
+    patience: int = 0
 
     def with_overrides(self, **overrides) -> "TrainSettings":
         """A copy with the given non-None values replaced, checked (PetiteError names the option)."""
@@ -58,6 +61,8 @@ class TrainSettings:
                 raise PetiteError(f"--{option} {value}: must be a positive integer")
         if not self.lr > 0:
             raise PetiteError(f"--lr {self.lr}: must be positive")
+        if int(self.patience) != self.patience or self.patience < 0:
+            raise PetiteError(f"--patience {self.patience}: must be a non-negative integer")
         if self.weight_decay < 0:
             raise PetiteError(f"--weight-decay {self.weight_decay}: must not be negative")
         check_overlap(self.overlap)

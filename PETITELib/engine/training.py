@@ -101,6 +101,7 @@ class FitPlan:
     device: torch.device
     stage: str = "train"
     val_every: int = 1
+    patience: int = 0
 
 
 def _checkpoint_payload(objective, best_state, history, best_epoch, best_metrics, job, train_seconds,
@@ -141,9 +142,18 @@ def _restore(objective, tensors, state, job, folder):
     return ckpt.tensors_with_prefix(tensors, "best")
 
 
+def validations_since_best(history: List[dict], best_epoch: int) -> int:
+    """How many validations came after the best one (``history``: one record per epoch)."""
+    return sum(1 for record in history if record["epoch"] > best_epoch and "val_psnr" in record)
+
+
 def fit(objective, plan: FitPlan, resume: bool = False, progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None) -> FitResult:
     """Train ``objective`` for ``plan.epochs`` epochs (continuing a checkpoint with ``resume``).
+
+    With ``plan.patience`` > 0 training stops early once that many validations in a row did not
+    improve on the best validation PSNR (the best epoch's weights are what is kept either way);
+    ``FitResult.epochs`` is the number of epochs that ran.
 
     Raises :class:`~PETITELib.errors.Cancelled` (after the last completed epoch's checkpoint
     and the best output so far are on disk) when ``cancel`` is triggered. On success the
@@ -167,6 +177,8 @@ def fit(objective, plan: FitPlan, resume: bool = False, progress: Optional[Progr
         earlier_seconds = state["wall_seconds"]
     total_steps = plan.epochs * plan.steps_per_epoch
     last_val = best_metrics.get("psnr", float("nan"))
+    if plan.patience and validations_since_best(history, best_epoch) >= plan.patience:
+        start_epoch = plan.epochs  # a resumed run that had already stopped early
     for epoch in range(start_epoch + 1, plan.epochs + 1):
         plan.set_mode(True)
         losses: Dict[str, float] = {}
@@ -201,7 +213,9 @@ def fit(objective, plan: FitPlan, resume: bool = False, progress: Optional[Progr
         ckpt.save_checkpoint(plan.checkpoint_dir, epoch, tensors, state)
         report(progress, plan.stage, epoch * plan.steps_per_epoch, total_steps,
                f"epoch {epoch}/{plan.epochs}", loss=record.get("loss", float("nan")), val_psnr=last_val)
-    result = FitResult(epochs=plan.epochs, best_epoch=best_epoch, best_metrics=best_metrics, history=history,
+        if plan.patience and validations_since_best(history, best_epoch) >= plan.patience:
+            break  # early stopping: the best epoch is kept
+    result = FitResult(epochs=len(history), best_epoch=best_epoch, best_metrics=best_metrics, history=history,
                        seconds=earlier_seconds + time.perf_counter() - started, train_seconds=train_seconds,
                        step_seconds=train_seconds / max(1, steps), memory=meter.summary(),
                        resumed_from_epoch=start_epoch, best_state=best_state)
