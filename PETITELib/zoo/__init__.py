@@ -6,7 +6,7 @@ lists a user's own models folder (:func:`.selection.user_models`);
 :mod:`.rebuild` reproduces the zoo from the commands its manifest records.
 """
 from .manifest import MANIFEST_NAME, Manifest, ZooEntry, load_manifest, verify_entry, zoo_dir
-from .selection import ModelChoice, choose_models, user_models
+from .selection import ModelChoice, available_adapters, choose_models, user_models
 
 __all__ = ["MANIFEST_NAME", "Manifest", "ZooEntry", "load_manifest", "verify_entry", "zoo_dir",
-           "ModelChoice", "choose_models", "user_models"]
+           "ModelChoice", "available_adapters", "choose_models", "user_models"]
