@@ -307,9 +307,11 @@ def launchProcess(args: List[str], environment: Dict[str, str]):
 
 
 def killProcessTree(process, timeout: float = KILL_TIMEOUT_S) -> None:
-    """Kill ``process`` (a ``subprocess.Popen``) and every process it started, then wait for it
-    (at most ``timeout`` seconds). PythonSlicer is a launcher that starts the real Python as
-    its child, so killing the direct child alone would leave the work running."""
+    """Kill ``process`` (a ``subprocess.Popen``) and every process it started, and wait (at most
+    ``timeout`` seconds) until each has ended: gone, or dead and waiting for its parent to collect
+    its exit status (an orphan is collected by the system, which may take a moment). PythonSlicer
+    is a launcher that starts the real Python as its child, so killing the direct child alone
+    would leave the work running."""
     import psutil
 
     try:
@@ -320,9 +322,18 @@ def killProcessTree(process, timeout: float = KILL_TIMEOUT_S) -> None:
     for member in tree:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
-    psutil.wait_procs(tree, timeout=timeout)
+
+    def ended(member) -> bool:  # gone, or dead and waiting to be reaped by its new parent
+        try:
+            return member.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    deadline = time.monotonic() + timeout
+    while not all(ended(member) for member in tree) and time.monotonic() < deadline:
+        time.sleep(0.01)
     with contextlib.suppress(Exception):
-        process.wait(timeout=timeout)
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))  # reap the direct child
 
 
 def removeFolder(folder, timeout: float = KILL_TIMEOUT_S) -> None:
