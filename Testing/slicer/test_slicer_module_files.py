@@ -222,7 +222,9 @@ REPOSITORY_URL = re.compile(r"https://(?:raw\.githubusercontent\.com|github\.com
 
 
 def _cmake_values() -> dict:
-    return dict(re.findall(r'set\((EXTENSION_\w+) "?(.*?)"?\)', (REPO / "CMakeLists.txt").read_text()))
+    """The EXTENSION_* variables of the top-level CMakeLists.txt (quoted values may hold parentheses)."""
+    found = re.findall(r'set\((EXTENSION_\w+) (?:"([^"]*)"|([^)\s]+))', (REPO / "CMakeLists.txt").read_text())
+    return {name: quoted or bare for name, quoted, bare in found}
 
 
 def _committed_files() -> set:
