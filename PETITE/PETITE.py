@@ -652,6 +652,8 @@ class PETITEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Show the parameter node's adapter in the list; one saved with the scene but not installed
         here is listed as such (it is kept: Apply then says it is missing) rather than replaced."""
         combo = self.ui.adapterComboBox
+        if combo.count == 0:  # not listed yet (set-up)
+            return
         index = combo.findData(name)
         wasBlocked = combo.blockSignals(True)
         if index < 0:
@@ -955,8 +957,14 @@ class PETITEWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 continue
             del self._jobs[name]
             self._endJob(name)
+            if name == "devices":  # informative only: a failure is shown where the answer would be
+                try:
+                    self._onDevicesDone(job.finish())
+                except (PetiteError, Cancelled, ValueError, IndexError) as exc:
+                    self.ui.devicesValueLabel.text = _("unknown ({problem})").format(problem=exc)
+                continue
             done = {"reconstruct": self._onReconstructDone, "finetune": self._onFinetuneDone,
-                    "install": self._onInstallDone, "devices": self._onDevicesDone}[name]
+                    "install": self._onInstallDone}[name]
             with errorsInDialog(_("PETITE {name} failed.").format(name=name), statusLabel):
                 done(job.finish())
         if not self._jobs:

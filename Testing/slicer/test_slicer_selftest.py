@@ -5,7 +5,7 @@ import pytest
 
 from conftest import one_thread_launcher
 
-pytestmark = [pytest.mark.slicer, pytest.mark.slow]  # about 1-2 minutes on 2 CPU cores
+pytestmark = pytest.mark.slicer  # about 40 s on 2 shared CPU cores: in the default run too
 
 
 def test_module_self_test_runs_end_to_end(petite, scene, shipped_zoo):
