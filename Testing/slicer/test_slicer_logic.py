@@ -80,7 +80,7 @@ def test_cancel_kills_the_process_tree_within_2_s_and_leaves_no_output_or_folder
     volumes = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
     job = logic.reconstructJob(node, adapter="auto", device="cpu").start()
     output = job.workFolder / "output.nii.gz"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a guard against a hang only: a loaded machine starts torch slowly
     while not [e for e in job.events() if e.stage == "reconstruct"]:  # inference is under way
         assert job.running and time.monotonic() < deadline, job.outputLines
         time.sleep(0.05)
