@@ -2,6 +2,12 @@
 
 Every :class:`PetiteError` (and argparse usage error) ends the program with a one-line
 message on stderr and exit code 2; no traceback reaches the user.
+
+Every sub-command takes ``--progress-json``: instead of a progress bar, each progress event
+is written to standard error as one JSON object per line (see
+:class:`PETITELib.progress.JsonLinesProgress`); standard output keeps the command's own
+output. Commands without long work report no events. The Slicer module runs ``petite`` this
+way in a separate process.
 """
 from __future__ import annotations
 
@@ -33,6 +39,15 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _command_parsers(parser: argparse.ArgumentParser):
+    """The parsers of the runnable sub-commands below ``parser`` (nested ones too, e.g. ``zoo rebuild``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                children = list(_command_parsers(sub))
+                yield from children or [sub]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``petite`` argument parser with every registered sub-command."""
     parser = _Parser(prog="petite", description="PETITE: PEFT for multi-scanner PET scan-time reduction")
@@ -41,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for command in _command_parsers(parser):
+        command.add_argument("--progress-json", action="store_true",
+                             help="report progress as one JSON object per line on stderr instead of a "
+                                  "progress bar (for programs that run petite)")
     return parser
 
 

@@ -3,9 +3,17 @@
 A long job takes ``progress: ProgressCallback | None`` and ``cancel: CancelToken | None``.
 It calls ``progress(ProgressEvent(...))`` as work advances and ``cancel.check()`` at safe
 points (between epochs, batches or sliding-window tiles); ``check`` raises :class:`Cancelled`.
+
+Two callbacks ship for the command line: :class:`TqdmProgress` (a bar per stage) and
+:class:`JsonLinesProgress` (``--progress-json``: one JSON object per event and line, for a
+program that runs ``petite`` as a separate process and reads its progress back with
+:func:`event_from_json`, as the Slicer module does).
 """
 from __future__ import annotations
 
+import json
+import math
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional
@@ -102,3 +110,44 @@ class TqdmProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class JsonLinesProgress:
+    """A :data:`ProgressCallback` that writes each event as one line of JSON to ``stream``
+    (default: standard error, so that standard output keeps the command's own output) and
+    flushes it at once. Used by the CLI's ``--progress-json``.
+
+    Each line is an object ``{"stage": str, "step": int, "total": int, "fraction": float,
+    "message": str, "metrics": {name: float or null}}``: ``fraction`` is
+    :attr:`ProgressEvent.fraction` (0..1; 0 when the total is unknown); a metric not measured
+    yet (NaN) is written as null.
+    """
+
+    def __init__(self, stream=None) -> None:
+        self._stream = stream
+
+    def __call__(self, event: ProgressEvent) -> None:
+        metrics = {name: (float(value) if value is not None and math.isfinite(float(value)) else None)
+                   for name, value in event.metrics.items()}
+        record = {"stage": event.stage, "step": int(event.step), "total": int(event.total),
+                  "fraction": round(event.fraction, 6), "message": event.message, "metrics": metrics}
+        stream = self._stream if self._stream is not None else sys.stderr
+        stream.write(json.dumps(record, allow_nan=False) + "\n")
+        stream.flush()
+
+    def close(self) -> None:
+        """Nothing to finish (every line is complete when written)."""
+
+
+def event_from_json(line: str) -> Optional[ProgressEvent]:
+    """The :class:`ProgressEvent` a line written by :class:`JsonLinesProgress` describes, or None
+    when the line is not such an object (other output of the process). Null metrics read as None."""
+    text = line.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        record = json.loads(text)
+        return ProgressEvent(str(record["stage"]), int(record["step"]), int(record["total"]),
+                             str(record.get("message", "")), dict(record.get("metrics") or {}))
+    except (ValueError, KeyError, TypeError):
+        return None

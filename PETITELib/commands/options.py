@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..engine.devices import DEVICE_CHOICES
-from ..progress import TqdmProgress
+from ..progress import JsonLinesProgress, TqdmProgress
 
 
 def add_device(parser) -> None:
@@ -39,8 +39,11 @@ def add_training_overrides(parser) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def progress_bar(args) -> TqdmProgress:
-    """The CLI's progress callback (a tqdm bar on stderr; silent with ``--quiet``)."""
+def progress_bar(args):
+    """The CLI's progress callback: one JSON object per line on stderr with ``--progress-json``
+    (added to every command by :mod:`PETITELib.cli`), else a tqdm bar on stderr (silent with ``--quiet``)."""
+    if getattr(args, "progress_json", False):
+        return JsonLinesProgress()
     return TqdmProgress(disable=bool(getattr(args, "quiet", False)))
 
 

@@ -5,7 +5,7 @@ import json
 import time
 
 from ..data.scanners import parse_scanner_list
-from ..progress import TqdmProgress
+from .options import progress_bar
 
 
 def register(subparsers) -> None:
@@ -35,7 +35,7 @@ def run(args) -> int:
     from ..data.simulator import simulate_cohort  # imported here: keeps `petite --help` fast
 
     scanners = parse_scanner_list(args.scanners)
-    progress = TqdmProgress()
+    progress = progress_bar(args)
     start = time.perf_counter()
     try:
         folders = simulate_cohort(args.out, scanners=scanners, subjects=args.subjects, seed=args.seed,

@@ -6,7 +6,8 @@ from typing import Optional
 
 from ..progress import CancelToken, ProgressCallback
 from .devices import describe_device, select_device
-from .jobs import check_output, load_training_data, run_training, seed_everything, validation_baseline
+from .jobs import (check_output, keeps_host_state, load_training_data, run_training, seed_everything,
+                   validation_baseline)
 from .models import load_base, resolve_base
 from .settings import finetune_defaults
 from .training import load_model_state
@@ -14,6 +15,7 @@ from .training import load_model_state
 WARMUP_FRACTION = 0.05  # for Table 3's "WarmupCosine" schedule (UNETR Full-FT)
 
 
+@keeps_host_state
 def finetune(cohort_dir, *, base=None, peft: str = "petite", out, epochs: Optional[int] = None,
              lr: Optional[float] = None, seed: int = 0, device: str = "auto",
              progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,

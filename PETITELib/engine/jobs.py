@@ -1,6 +1,16 @@
-"""What pre-training and fine-tuning share: seeding, output checks, data, objective and the fit plan."""
+"""What pre-training and fine-tuning share: seeding, output checks, data, objective and the fit plan.
+
+A training run seeds the global random generators (Python, numpy, torch) and asks cuDNN for
+deterministic kernels, so that the same seed gives the same result. Those are settings of the
+whole process: a run made from a host program (the Python console of 3D Slicer, a notebook)
+must leave them as it found them. :func:`keeps_host_state` wraps each training entry point
+(:func:`PETITELib.api.pretrain`, :func:`PETITELib.api.finetune`) and restores them afterwards;
+nothing here changes torch's thread counts.
+"""
 from __future__ import annotations
 
+import contextlib
+import functools
 import random
 import shutil
 from dataclasses import dataclass
@@ -28,8 +38,40 @@ DISCRIMINATOR_BETAS = (0.5, 0.999)
 L1_WEIGHT = 100.0
 
 
+@contextlib.contextmanager
+def host_state_kept():
+    """Save the process-wide state a training run changes (Python, numpy and torch CPU/CUDA
+    random-generator states, cuDNN's ``deterministic`` and ``benchmark`` flags) and restore it
+    on exit, whether the block ends, fails or is cancelled."""
+    python_state, numpy_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+def keeps_host_state(function):
+    """Decorator: run ``function`` inside :func:`host_state_kept` (for the training entry points)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with host_state_kept():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
 def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and CUDA) RNGs; ask cuDNN for deterministic kernels."""
+    """Seed Python, numpy and torch (CPU and CUDA) RNGs; ask cuDNN for deterministic kernels.
+
+    Process-wide: call it only inside :func:`host_state_kept` (see the module docstring).
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -3,7 +3,9 @@
 CPU: the process's peak resident set size (Linux ``VmHWM``), reset at the start of the
 phase through ``/proc/self/clear_refs`` so that earlier phases (data loading, a previous
 run in the same process) do not count; where that reset is impossible the lifetime peak
-(``resource.getrusage``) is reported and ``isolated`` is False. For comparable numbers
+is reported (``resource.getrusage`` on Linux and macOS, ``psutil``'s peak working set on
+Windows) and ``isolated`` is False. Nothing Unix-only is imported at module level: this
+module is imported by every training command, on every platform. For comparable numbers
 between methods, run each phase in a fresh process (``petite bench`` does).
 CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
 All sizes are in MiB.
@@ -16,7 +18,6 @@ RSS also holds the Python interpreter, torch's libraries and the cached data set
 """
 from __future__ import annotations
 
-import resource
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +40,32 @@ def _status_kib(field: str):
 
 
 def current_rss_mb() -> float:
-    """Current resident set size of this process in MiB (0 where unknown)."""
+    """Current resident set size of this process in MiB (Linux ``/proc``, else ``psutil``; 0 where unknown)."""
     kib = _status_kib("VmRSS")
-    return kib / 1024.0 if kib is not None else 0.0
+    if kib is not None:
+        return kib / 1024.0
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def lifetime_peak_rss_mb() -> float:
-    """Peak RSS of this process since it started, in MiB (``getrusage``; bytes on macOS)."""
+    """Peak RSS of this process since it started, in MiB: ``getrusage`` where the ``resource``
+    module exists (Linux: KiB, macOS: bytes), else (Windows) ``psutil``'s peak working set."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return _peak_working_set_mb()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
+
+
+def _peak_working_set_mb() -> float:
+    """Windows' peak working set of this process in MiB (``psutil``; the current RSS elsewhere)."""
+    import psutil
+
+    info = psutil.Process().memory_info()
+    return getattr(info, "peak_wset", info.rss) / 2**20
 
 
 def _reset_peak_rss() -> bool:

@@ -8,11 +8,13 @@ from ..errors import PetiteError
 from ..progress import CancelToken, ProgressCallback
 from .devices import describe_device, select_device
 from .initialization import start_from_identity
-from .jobs import check_output, load_training_data, run_training, seed_everything, validation_baseline
+from .jobs import (check_output, keeps_host_state, load_training_data, run_training, seed_everything,
+                   validation_baseline)
 from .settings import pretrain_defaults
 from .training import load_model_state
 
 
+@keeps_host_state
 def pretrain(cohort_dir, *, backbone: str, preset: str = "cpu", out, seed: int = 0, device: str = "auto",
              resume: bool = False, overwrite: bool = False, progress: Optional[ProgressCallback] = None,
              cancel: Optional[CancelToken] = None, **overrides) -> Path:

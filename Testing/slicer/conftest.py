@@ -1,96 +1,17 @@
-"""Fixtures for the Slicer tests: a real MRML scene (``slicer-core`` wheel) and the module file.
-
-The wheel gives real MRML (``import slicer``: scene, volume nodes, storage nodes,
-``slicer.util``) but no Slicer application. Minimal stand-ins for what the module file imports
-and the wheel lacks are installed for the duration of the session only:
-
-- ``qt``: an empty module (the module file uses Qt only inside the widget, which is not built here);
-- ``slicer.i18n``: ``tr``/``translate`` return the text unchanged;
-- ``slicer.ScriptedLoadableModule``: the four base classes, with the logic's parameter-node
-  lookup done as Slicer does it (a singleton ``vtkMRMLScriptedModuleNode`` per module);
-- ``slicer.parameterNodeWrapper``: ``parameterNodeWrapper`` gives each field its class default
-  (else None) as a plain attribute, and ``WithinRange``; nothing is serialised.
+"""Fixtures for the Slicer tests: a real MRML scene (``slicer-core`` wheel) and the module file,
+imported with the stand-ins of :mod:`petite_slicer_support` for what the wheel lacks (installed for
+the session only).
 
 Every test runs without a shipped model zoo (``$PETITE_ZOO_DIR`` at an empty folder), whatever
-Resources/Models holds; test_slicer_zoo.py makes its own.
+Resources/Models holds, unless it asks for the ``shipped_zoo`` fixture; jobs run the real
+``petite`` command line in a separate process (this Python, one torch thread).
 """
-import importlib.util
+import os
 import sys
-import types
-import unittest
 
 import pytest
 
-from petite_slicer_support import MODULE_FILE
-
-
-class ScriptedLoadableModule:
-    def __init__(self, parent):
-        self.parent = parent
-        self.moduleName = self.__class__.__name__
-
-
-class ScriptedLoadableModuleWidget:
-    def __init__(self, parent=None):
-        self.parent = parent
-        self.moduleName = self.__class__.__name__[:-len("Widget")]
-
-    def setup(self):
-        pass
-
-
-class ScriptedLoadableModuleLogic:
-    def __init__(self, parent=None):
-        self.moduleName = self.__class__.__name__[:-len("Logic")]
-        self.isSingletonParameterNode = True
-
-    def getParameterNode(self):
-        import slicer
-
-        scene = slicer.mrmlScene
-        node = scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
-        if node is None:
-            node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", self.moduleName)
-            node.SetSingletonTag(self.moduleName)
-            node.SetAttribute("ModuleName", self.moduleName)
-        return node
-
-
-class ScriptedLoadableModuleTest(unittest.TestCase):
-    def delayDisplay(self, message, requestedDelay=None, msec=None):
-        pass
-
-
-def parameterNodeWrapper(cls):
-    fields = list(cls.__annotations__)
-
-    def __init__(self, parameterNode):
-        self.parameterNode = parameterNode
-        for name in fields:
-            setattr(self, name, getattr(cls, name, None))
-
-    cls.__init__ = __init__
-    return cls
-
-
-class WithinRange:
-    def __init__(self, minimum, maximum):
-        self.minimum, self.maximum = minimum, maximum
-
-
-def _stand_in_modules():
-    i18n = types.ModuleType("slicer.i18n")
-    i18n.tr = lambda text: text
-    i18n.translate = lambda context, text: text
-    slm = types.ModuleType("slicer.ScriptedLoadableModule")
-    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
-                ScriptedLoadableModuleTest):
-        setattr(slm, cls.__name__, cls)
-    pnw = types.ModuleType("slicer.parameterNodeWrapper")
-    pnw.parameterNodeWrapper = parameterNodeWrapper
-    pnw.WithinRange = WithinRange
-    return {"qt": types.ModuleType("qt"), "slicer.i18n": i18n, "slicer.ScriptedLoadableModule": slm,
-            "slicer.parameterNodeWrapper": pnw}
+from petite_slicer_support import REPO, import_module_file, install_stand_ins, new_scene
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +27,7 @@ def slicer_core():
 def scene(slicer_core):
     """A fresh MRML scene, also set as ``slicer.mrmlScene`` for the duration of the test."""
     previous = getattr(slicer_core, "mrmlScene", None)
-    slicer_core.mrmlScene = slicer_core.vtkMRMLScene()
+    slicer_core.mrmlScene = new_scene()
     yield slicer_core.mrmlScene
     slicer_core.mrmlScene.Clear()
     slicer_core.mrmlScene = previous
@@ -115,14 +36,8 @@ def scene(slicer_core):
 @pytest.fixture(scope="session")
 def petite(slicer_core):
     """The module file PETITE/PETITE.py, imported with the stand-ins (removed again after the session)."""
-    stand_ins = _stand_in_modules()
-    added = [name for name in stand_ins if name not in sys.modules]
-    for name in added:
-        sys.modules[name] = stand_ins[name]
-    spec = importlib.util.spec_from_file_location("PETITE", MODULE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["PETITE"] = module
-    spec.loader.exec_module(module)
+    added = install_stand_ins()
+    module = import_module_file()
     yield module
     for name in added + ["PETITE"]:
         sys.modules.pop(name, None)
@@ -131,5 +46,31 @@ def petite(slicer_core):
 @pytest.fixture(autouse=True)
 def no_shipped_zoo(tmp_path_factory, monkeypatch):
     """No shipped model zoo (``$PETITE_ZOO_DIR`` at an empty folder), so a zoo in Resources/Models
-    does not change what the tests see; test_slicer_zoo.py points it at a zoo of its own."""
+    does not change what the tests see; ``shipped_zoo`` and test_slicer_zoo.py set their own.
+    Job processes inherit the variable."""
     monkeypatch.setenv("PETITE_ZOO_DIR", str(tmp_path_factory.mktemp("no-zoo")))
+
+
+@pytest.fixture
+def shipped_zoo(monkeypatch):
+    """The model zoo shipped in Resources/Models, in use."""
+    monkeypatch.delenv("PETITE_ZOO_DIR")
+    return REPO / "Resources" / "Models"
+
+
+def one_thread_launcher(petite, extra_python_path=()):
+    """A process launcher for the logic: the module's own (:func:`launchProcess`, the real
+    subprocess) with one torch thread (a shared 2-core test machine) and ``extra_python_path``
+    folders searched first."""
+    def launch(args, environment):
+        environment = dict(environment, OMP_NUM_THREADS="1")
+        if extra_python_path:
+            environment["PYTHONPATH"] = os.pathsep.join([*map(str, extra_python_path), environment["PYTHONPATH"]])
+        return petite.launchProcess(args, environment)
+
+    return launch
+
+
+@pytest.fixture
+def launcher(petite):
+    return one_thread_launcher(petite)

@@ -1,4 +1,5 @@
-"""PETITELogic with the real engine: a tiny base model and adapters made here (random weights, CPU).
+"""PETITELogic with the user's models folder (~/.PETITE's layout): a tiny base model and adapters made
+here (random weights, CPU), chosen through PETITELib.zoo.selection, run in a `petite` process.
 
 What is checked is the Slicer side (geometry, units, input nodes, adapter choice), not image quality.
 """
@@ -7,6 +8,7 @@ import pytest
 
 from petite_slicer_support import oblique_affine, pet_head
 from PETITELib import slicer_bridge
+from PETITELib.errors import PetiteError
 
 pytestmark = pytest.mark.slicer
 
@@ -39,8 +41,8 @@ def models(tmp_path_factory):
 
 
 @pytest.fixture
-def logic(petite, models):
-    return petite.PETITELogic(modelsDir=models)
+def logic(petite, models, launcher):
+    return petite.PETITELogic(modelsDir=models, processLauncher=launcher)
 
 
 class FakeDicomDatabase:
@@ -51,51 +53,56 @@ class FakeDicomDatabase:
         return self.values.get(tag, "")
 
 
-def test_reconstruct_with_the_engine_keeps_geometry_shape_units_and_input(scene, slicer_core, logic):
+def test_reconstruct_with_the_users_models_keeps_geometry_shape_units_and_input(scene, slicer_core, logic, models):
     node = slicer_bridge.new_volume_node(scene, "short", pet_head(SHAPE), affine=AFFINE)
     units = slicer_core.vtkCodedEntry()
     units.SetValueSchemeMeaning("Bq/ml", "UCUM", "Becquerels per milliliter")
     node.SetVoxelValueUnits(units)
     before = slicer_core.util.arrayFromVolume(node).copy()
 
+    job = logic.reconstructJob(node, adapter="auto", device="cpu")
+    command = job.args[3:]
+    assert command[command.index("--base") + 1] == str(models / "base" / "tiny.safetensors")
+    assert command[command.index("--adapter") + 1] == str(models / "adapters" / "site-grid.safetensors")
     events = []
-    output = logic.reconstruct(node, adapter="auto", device="cpu", progress=events.append)
+    output = job.run(events.append)
 
     np.testing.assert_array_equal(slicer_bridge.ijk_to_ras(output), AFFINE)
-    np.testing.assert_array_equal(slicer_bridge.ijk_to_ras(output), slicer_bridge.ijk_to_ras(node))
     assert slicer_core.util.arrayFromVolume(output).shape == before.shape
     assert np.isfinite(slicer_core.util.arrayFromVolume(output)).all()
     assert output.GetVoxelValueUnits().GetAsString() == units.GetAsString()
-    assert output.GetAttribute("PETITE.adapter") == "adapter site-grid.safetensors"  # auto chose by grid
+    assert output.GetAttribute("PETITE.models") == "adapter 'site-grid'"  # auto chose by grid, not shipped
     np.testing.assert_array_equal(slicer_core.util.arrayFromVolume(node), before)
     assert events and events[-1].fraction == 1.0
 
 
-def test_installed_adapters_are_listed_with_their_scanner(logic):
-    adapters = {a.name: a for a in logic.installedAdapters()}
+def test_users_adapters_are_listed_with_their_scanner(logic):
+    adapters = {a.name: a for a in logic.availableAdapters()}
     assert sorted(adapters) == ["broken", "site-bids", "site-grid"]
     assert adapters["site-grid"].description == "Siemens, 40x36x30 at 2.03642x2.03642x2.425 mm"
-    assert adapters["site-grid"].spec.startswith("enc=lora")
+    assert adapters["site-grid"].spec.startswith("enc=lora") and not adapters["site-grid"].shipped
     assert adapters["site-bids"].description == "GE MEDICAL SYSTEMS Discovery MI"
     assert adapters["broken"].description.startswith("unreadable")
+    assert "(shipped" not in adapters["site-grid"].label()
 
 
 def test_auto_uses_dicom_manufacturer_and_model(scene, slicer_core, logic, monkeypatch):
     node = slicer_bridge.new_volume_node(scene, "short", pet_head(SHAPE), affine=AFFINE)
-    assert logic.matchAdapter(node).name == "site-grid"
+    assert logic.chooseModels(node, "auto").adapter_name == "site-grid"
     assert logic.detectScanner(node) is None  # not one of Table 4's grids
 
     node.SetAttribute("DICOM.instanceUIDs", "1.2.3")
     monkeypatch.setattr(slicer_core, "dicomDatabase", FakeDicomDatabase("GE Healthcare", "Discovery MI"),
                         raising=False)
-    assert logic.matchAdapter(node).name == "site-bids"  # the grid's adapter is for another vendor
+    assert logic.chooseModels(node, "auto").adapter_name == "site-bids"  # the grid's adapter is another vendor's
     monkeypatch.setattr(slicer_core, "dicomDatabase", FakeDicomDatabase("Philips", "Vereos"), raising=False)
-    assert logic.matchAdapter(node) is None
-    assert logic.resolveAdapter("auto", node) is None  # base model only
+    assert logic.chooseModels(node, "auto").adapter is None  # base model only
+    with pytest.raises(PetiteError, match="broken.safetensors: not a PETITE model or adapter file"):
+        logic.chooseModels(node, "broken")
 
 
 def test_peft_specs_follow_the_base_models_backbone(petite, logic, models):
     specs = logic.peftSpecs(models / "base" / "tiny.safetensors")
     assert specs[0] == "petite" and "full" in specs and "lora" in specs
     assert "enc=lora+dec=ssf+bitfit" in specs  # a feasible UNETR mix (Table 7)
-    assert logic.resolveBase() == models / "base" / "tiny.safetensors"  # the only installed base
+    assert logic.chooseModels(None, "none").base == models / "base" / "tiny.safetensors"  # the only base

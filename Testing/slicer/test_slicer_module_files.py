@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from petite_slicer_support import MODULE_FILE, REPO, UI_FILE
+from petite_slicer_support import MODULE_FILE, REPO, SLICER_API, UI_FILE, parameterNodeWrapper
 
 pytestmark = pytest.mark.slicer
 
@@ -29,19 +29,22 @@ SLICER_WIDGET_CLASSES = {
 }
 QT_LAYOUT_CLASSES = {"QVBoxLayout", "QHBoxLayout", "QFormLayout", "QGridLayout"}
 
-# Which widget class can show which kind of parameter-node field (Slicer's GUI connectors).
-BINDABLE = {"node": {"qMRMLNodeComboBox"}, "path": {"ctkPathLineEdit", "ctkDirectoryButton"},
-            "enum": {"QComboBox", "ctkComboBox"}, "bool": {"QCheckBox", "ctkCheckBox"},
-            "int": {"QSpinBox", "QSlider", "ctkSliderWidget"}, "float": {"QDoubleSpinBox", "ctkDoubleSpinBox"},
-            "str": {"QLineEdit", "QTextEdit"}}
+needs_api = pytest.mark.skipif(not SLICER_API.is_file(), reason="Slicer API reference not found at "
+                                                                 "../shared/slicer-api (relative to the repository)")
+
+
+def _connector_rules() -> dict:
+    """Slicer's GUI connectors (slicer_api.json): field kind -> widget classes that can show it."""
+    rules = json.loads(SLICER_API.read_text())["parameter_node_wrapper"]["gui_connector_summary_by_type"]
+    return {kind: set(widgets) for kind, widgets in rules.items()}
 
 # Properties of a Slicer extensions catalog entry (Slicer/Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json).
 CATALOG_ENTRY_PROPERTIES = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
                             "dicom_support_rule", "build_subdirectory", "enabled", "tier"}
 CATALOG_ENTRY_REQUIRED = {"$schema", "category", "scm_url"}
 
-# PETITELib files the Slicer extension does not ship: the command-line interface.
-NOT_SHIPPED = ("PETITELib/cli.py", "PETITELib/commands/")
+# The schema's required fields, and the extension's files its metadata must point to.
+SCREENSHOT_FOLDER = "docs/screenshots"
 
 
 def _ui_tree():
@@ -68,6 +71,7 @@ def _cmake_list(text: str, name: str):
     return match.group(1).split() if match else []
 
 
+@needs_api
 def test_module_file_imports_and_its_parameter_node_has_defaults(petite, scene):
     logic = petite.PETITELogic(modelsDir="/nonexistent/models")
     parameters = logic.getParameterNode()
@@ -75,13 +79,55 @@ def test_module_file_imports_and_its_parameter_node_has_defaults(petite, scene):
     assert logic.getParameterNode().parameterNode is parameters.parameterNode  # one per scene
     assert (parameters.adapter, parameters.device, parameters.peft) == ("auto", petite.Device.AUTO, "petite")
     assert parameters.outputVolume is None  # a new output volume by default
+    assert (parameters.baseModel, parameters.cohortDir, parameters.metrics) == ("", "", "")
     assert logic.adaptersDir == Path("/nonexistent/models/adapters")
     for cls in ("PETITE", "PETITEWidget", "PETITELogic", "PETITETest"):
         assert hasattr(petite, cls)
     fields = typing.get_type_hints(petite.PETITEParameterNode, include_extras=True)
-    assert {name: _field_kind(t) for name, t in fields.items() if _field_kind(t) not in BINDABLE} == {}
+    rules = _connector_rules()
+    assert {name: _field_kind(t) for name, t in fields.items() if _field_kind(t) not in rules} == {}
+    with pytest.raises(TypeError):
+        parameters.epochs = "3"  # checked like Slicer's validators
+    with pytest.raises(ValueError):
+        parameters.epochs = -1
 
 
+@needs_api
+def test_the_parameter_node_stand_in_reads_unset_paths_as_slicer_does(scene):
+    """Slicer's PathSerializer gives an unset pathlib.Path field ``pathlib.Path()`` and reads the
+    stored text back through ``Path(...)``, so an unset path reads (and a ctkPathLineEdit bound to
+    it shows) ".". The stand-in does the same; the module therefore keeps its two paths as str
+    fields, shown by the panel itself, so that unset paths stay empty."""
+    import pathlib
+
+    @parameterNodeWrapper
+    class Paths:
+        folder: pathlib.Path
+        name: str
+
+    node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    paths = Paths(node)
+    assert paths.folder == pathlib.Path(".") and str(paths.folder) == "." and paths.name == ""
+    assert node.GetParameter("folder") == "."
+    paths.folder = pathlib.Path("/data/cohort")
+    assert Paths(node).folder == pathlib.Path("/data/cohort")  # stored in the node, read back
+    assert "ctkPathLineEdit" in _connector_rules()["path"]  # such a field can only bind to path widgets
+
+
+@needs_api
+def test_unset_path_fields_are_not_bound_to_path_widgets(petite):
+    """No pathlib.Path field (which would show "."); the path widgets are not bound."""
+    import pathlib
+
+    fields = typing.get_type_hints(petite.PETITEParameterNode, include_extras=True)
+    assert [name for name, t in fields.items() if _field_kind(t) == "path"] == []
+    bound = {w.get("name") for w in _ui_tree().iter("widget") if w.find("property[@name='SlicerParameterName']")
+             is not None}
+    assert not {"baseModelPathLineEdit", "cohortPathLineEdit"} & bound
+    assert petite.optionalPath(pathlib.Path()) is None and petite.optionalPath("") is None
+
+
+@needs_api
 def test_ui_has_every_name_the_code_uses_and_only_slicer_widget_classes(petite):
     root = _ui_tree()
     widgets = {w.get("name"): w.get("class") for w in root.iter("widget")}
@@ -95,12 +141,13 @@ def test_ui_has_every_name_the_code_uses_and_only_slicer_widget_classes(petite):
     assert sorted({w.get("class") for w in root.iter("layout")} - QT_LAYOUT_CLASSES) == []
 
     fields = typing.get_type_hints(petite.PETITEParameterNode, include_extras=True)
+    rules = _connector_rules()
     for widget in root.iter("widget"):
         for prop in widget.findall("property[@name='SlicerParameterName']"):
             field = prop.find("string").text
             assert field in fields, f"{widget.get('name')} is bound to unknown field {field}"
             kind = _field_kind(fields[field])
-            assert widget.get("class") in BINDABLE[kind], f"{widget.get('name')} cannot show a {kind} field"
+            assert widget.get("class") in rules[kind], f"{widget.get('name')} cannot show a {kind} field"
 
 
 def _checker() -> Path:
@@ -126,7 +173,7 @@ def test_cmake_lists_every_petitelib_file_and_every_resource():
     text = (REPO / "PETITE" / "CMakeLists.txt").read_text()
     assert not re.search(r"file\s*\(\s*GLOB", text, flags=re.I)
     listed = _cmake_list(text, "PETITELIB_PYTHON_SCRIPTS")
-    shipped = [p for p in _repository_files("PETITELib") if not p.startswith(NOT_SHIPPED)]
+    shipped = _repository_files("PETITELib")  # all of it: the jobs run the `petite` command line
     assert {"missing from PETITE/CMakeLists.txt": sorted(set(shipped) - set(listed)),
             "listed but not on disk or not shipped": sorted(set(listed) - set(shipped))} == {
         "missing from PETITE/CMakeLists.txt": [], "listed but not on disk or not shipped": []}
@@ -139,7 +186,8 @@ def test_cmake_lists_every_petitelib_file_and_every_resource():
     manifest = json.loads((REPO / "Resources" / "Models" / "manifest.json").read_text())
     models = {f"Resources/Models/{model['file']}" for model in manifest["models"]}
     assert set(on_disk) == {"Resources/Icons/PETITE.png", "Resources/UI/PETITE.ui",
-                            "Resources/Models/manifest.json", *models}
+                            "Resources/Models/manifest.json", *models, "Resources/SampleData/scanner4_short.nii.gz",
+                            "Resources/SampleData/scanner4_long.nii.gz"}
     call = re.search(r"ctkMacroCompilePythonScript\((.*?)\)", text, flags=re.S).group(1).split()
     arguments = dict(zip(call[::2], call[1::2]))
     assert arguments["SCRIPTS"] == '"${PETITELIB_PYTHON_SCRIPTS}"'
@@ -167,22 +215,97 @@ def test_resources_are_found_in_a_source_checkout_and_when_installed(petite, tmp
     assert petite.extensionPath("Resources/UI/PETITE.ui") == str(installed / "Resources" / "UI" / "PETITE.ui")
 
 
+CATALOG_ENTRY_TYPES = {"$schema": str, "category": str, "scm_url": str, "scm_revision": str, "scm_type": str,
+                       "build_dependencies": list, "dicom_support_rule": str, "build_subdirectory": str,
+                       "enabled": bool, "tier": int}
+REPOSITORY_URL = re.compile(r"https://(?:raw\.githubusercontent\.com|github\.com)/petite-pet/PETITE[^\s\"'<>)]*")
+
+
+def _cmake_values() -> dict:
+    """The EXTENSION_* variables of the top-level CMakeLists.txt (quoted values may hold parentheses)."""
+    found = re.findall(r'set\((EXTENSION_\w+) (?:"([^"]*)"|([^)\s]+))', (REPO / "CMakeLists.txt").read_text())
+    return {name: quoted or bare for name, quoted, bare in found}
+
+
+def _committed_files() -> set:
+    run = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    return set(run.stdout.splitlines())
+
+
+def _repository_path(url: str):
+    """(path in the repository or "" for its root, #anchor or "") of a URL pointing into it."""
+    url, _, anchor = url.partition("#")
+    match = re.match(r"https://raw\.githubusercontent\.com/petite-pet/PETITE/[^/]+/(.+)", url) or \
+        re.match(r"https://github\.com/petite-pet/PETITE/(?:blob|tree)/[^/]+/(.+)", url)
+    return (match.group(1) if match else ""), anchor
+
+
+def _anchors(markdown: str) -> set:
+    """GitHub's anchors of a Markdown file's headings."""
+    headings = re.findall(r"^#+\s+(.*)$", markdown, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
 def test_extension_metadata_and_catalog_entry_agree():
     cmake = (REPO / "CMakeLists.txt").read_text()
-    values = dict(re.findall(r'set\((EXTENSION_\w+) "?(.*?)"?\)', cmake))
+    values = _cmake_values()
     for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
         assert values.get("EXTENSION_" + key), f"EXTENSION_{key} missing"
     assert values["EXTENSION_CATEGORY"] == "Nuclear Medicine"
     assert values["EXTENSION_DEPENDS"].split()[0] == "PyTorch"
     assert "add_subdirectory(PETITE)" in cmake
+    description = values["EXTENSION_DESCRIPTION"]
+    assert "simulated scans" in description and "research use" in description.lower()
 
     entry = json.loads((REPO / "PETITE.json").read_text())
     assert CATALOG_ENTRY_REQUIRED <= set(entry) <= CATALOG_ENTRY_PROPERTIES
-    assert entry["build_dependencies"] == ["PyTorch"]
+    for key, value in entry.items():
+        assert isinstance(value, CATALOG_ENTRY_TYPES[key]), key
+    assert entry["$schema"].startswith("https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/"
+                                       "slicer-extension-catalog-entry-schema-v1.0.2.json")
+    assert entry["build_dependencies"] == ["PyTorch"] and all(isinstance(d, str) for d in entry["build_dependencies"])
     assert entry["category"] == values["EXTENSION_CATEGORY"]
-    assert isinstance(entry["tier"], int) and 1 <= entry["tier"] <= 5
+    assert 1 <= entry["tier"] <= 5
+    assert entry.get("scm_type", "git") in ("git", "local")
     assert values["EXTENSION_HOMEPAGE"].startswith(entry["scm_url"])
     assert values["EXTENSION_ICONURL"].endswith("/PETITE.png")
+
+
+def test_every_url_into_this_repository_names_a_committed_file():
+    """The Extensions Index resolves these: icon, screenshots, homepage (with its anchor), and the
+    links of the module's help; each must name a file committed here (or a heading of the README)."""
+    values = _cmake_values()
+    urls = [values["EXTENSION_HOMEPAGE"], values["EXTENSION_ICONURL"], *values["EXTENSION_SCREENSHOTURLS"].split()]
+    urls += REPOSITORY_URL.findall(MODULE_FILE.read_text())
+    committed = _committed_files()
+    screenshots = values["EXTENSION_SCREENSHOTURLS"].split()
+    assert len(screenshots) >= 2
+    for url in urls:
+        path, anchor = _repository_path(url)
+        target = path or "README.md"
+        assert target in committed, f"{url}: {target} is not committed"
+        if anchor:
+            assert anchor in _anchors((REPO / target).read_text()), f"{url}: no heading #{anchor} in {target}"
+    for url in screenshots:
+        path, _ = _repository_path(url)
+        assert path.startswith(SCREENSHOT_FOLDER + "/") and path.endswith(".png")
+        data = (REPO / path).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert min(struct.unpack(">II", data[16:24])) >= 256  # a real picture, not a placeholder
+
+
+def test_licence_and_readme_as_the_catalogue_asks():
+    licence = (REPO / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    assert "LICENSE" in _committed_files()
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Use in 3D Slicer"):]
+    section = section[:section.find("\n## ", 1)]
+    assert "Apache-2.0" in readme or "Apache License 2.0" in readme
+    assert "without Slicer" in readme  # why the repository name need not start with "Slicer"
+    for url in _cmake_values()["EXTENSION_SCREENSHOTURLS"].split():
+        assert _repository_path(url)[0] in section  # the section shows the screenshots
+    assert "research use" in section.lower() and "simulated" in section and "docs/slicer.md" in section
 
 
 def test_icons_are_the_same_128_pixel_png():
@@ -193,10 +316,31 @@ def test_icons_are_the_same_128_pixel_png():
     assert module.read_bytes() == data
 
 
-def test_requirements_are_the_package_requirements(petite):
+def test_slicer_dependencies_agree_with_the_package_and_the_tested_pins(petite):
+    """The minimum versions the panel checks are the package's (pyproject.toml), the versions it
+    installs are the tested ones (requirements-dev.txt), each with --no-deps and never torch."""
     tomllib = pytest.importorskip("tomllib")
     dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    by_name = {petite.requirementName(d): d.replace(" ", "") for d in dependencies}
-    for requirement in petite.REQUIREMENTS + petite.SAMPLE_DATA_REQUIREMENTS:
-        assert by_name.get(petite.requirementName(requirement)) == requirement
-    assert "torch" in {petite.requirementName(r) for r in petite.REQUIREMENTS}
+    minimum = dict(re.match(r"([\w-]+)>=([\w.]+)$", d.replace(" ", "")).groups() for d in dependencies if ">=" in d)
+    pins = dict(re.match(r"([\w-]+)==([\w.+]+)", line).groups()
+                for line in (REPO / "requirements-dev.txt").read_text().splitlines() if "==" in line)
+    for dependency in petite.DEPENDENCIES:
+        assert pins[dependency.name] == dependency.pin, dependency.name
+        if dependency.name in minimum:
+            assert minimum[dependency.name] == dependency.minimum, dependency.name
+        assert petite.versionTuple(dependency.pin) >= petite.versionTuple(dependency.minimum)
+    library = {name for name in minimum} - {"torch", "numpy", "scipy", "matplotlib", "nilearn"}
+    assert library <= {d.name for d in petite.DEPENDENCIES}  # all the `petite` process needs in Slicer
+    arguments = petite.PETITELogic.installArguments(petite.DEPENDENCIES)
+    assert arguments[:4] == ["-m", "pip", "install", "--no-deps"]
+    assert not [a for a in arguments if a.startswith("torch")]
+    assert all("==" in a for a in arguments if not a.startswith("-") and a not in ("pip", "install"))
+    assert petite.versionTuple("2.13.0+cpu") == (2, 13, 0) and petite.versionTuple(petite.TORCH_MINIMUM) >= (2, 8)
+
+
+def test_missing_and_outdated_dependencies_are_found_by_version(petite):
+    logic = petite.PETITELogic
+    assert logic.missingDependencies() == []  # this environment has them all
+    assert logic.torchProblem() is None
+    fake = [petite.Dependency("petite-no-such-package", "1.0", "1.0"), petite.Dependency("numpy", "999", "999.0")]
+    assert logic.missingDependencies(fake) == fake  # absent, and present but too old

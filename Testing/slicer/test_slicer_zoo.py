@@ -2,18 +2,16 @@
 
 A tiny zoo is made here (CvT-GAN ``cpu`` preset, random weights, CPU): a base model, adapters
 ``scanner-a`` (this test's grid) and ``scanner-b`` (another grid) made for it, and ``foreign``,
-recorded for another base. Each test gets its own copy, pointed at by ``$PETITE_ZOO_DIR``, so it
-may corrupt files. What is checked is which files the logic uses, not image quality.
+recorded for another base. Each test gets its own copy, pointed at by ``$PETITE_ZOO_DIR`` (which the
+`petite` processes inherit), so it may corrupt files. What is checked is which files the logic
+uses, and that shipped files are checked (SHA-256) in the process that uses them, not image quality.
 """
 import json
 import shutil
-import sys
-import types
 
 import numpy as np
 import pytest
 
-import PETITELib
 from petite_slicer_support import oblique_affine, pet_head
 from PETITELib import slicer_bridge
 from PETITELib.errors import PetiteError
@@ -86,26 +84,8 @@ def zoo(model_files, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def logic(petite, tmp_path):
-    return petite.PETITELogic(modelsDir=tmp_path / "models")
-
-
-@pytest.fixture
-def recorded_finetune(monkeypatch):
-    """PETITELib.api.finetune replaced by a stand-in that records its arguments and writes ``out``."""
-    calls = []
-
-    def finetune(cohort_dir, *, base, peft="petite", out, epochs=None, lr=None, seed=0, device="auto",
-                 progress=None, cancel=None):
-        calls.append({"cohort": cohort_dir, "base": base, "out": out})
-        out.write_bytes(b"adapter")
-        return out
-
-    module = types.ModuleType("PETITELib.api")
-    module.finetune = finetune
-    monkeypatch.setitem(sys.modules, "PETITELib.api", module)
-    monkeypatch.setattr(PETITELib, "api", module, raising=False)
-    return calls
+def logic(petite, tmp_path, launcher):
+    return petite.PETITELogic(modelsDir=tmp_path / "models", processLauncher=launcher)
 
 
 def _install(folder, source, name):
@@ -128,11 +108,10 @@ def _node(scene, shape=SHAPE, affine=AFFINE):
 
 def test_empty_models_folder_reconstructs_with_the_shipped_base(scene, slicer_core, logic, zoo):
     assert not logic.modelsDir.exists()
-    assert logic.defaultBase() == zoo / BASE_FILE
-    assert logic.resolveBase() == zoo / BASE_FILE
+    assert logic.chooseModels(None, "none").base == zoo / BASE_FILE
     node = _node(scene)
     output = logic.reconstruct(node, adapter="none", device="cpu")
-    assert output.GetAttribute("PETITE.adapter") == "base model only (no adapter)"
+    assert output.GetAttribute("PETITE.models") == "base model only (no adapter)"
     result = slicer_core.util.arrayFromVolume(output)
     assert result.shape == slicer_core.util.arrayFromVolume(node).shape and np.isfinite(result).all()
     np.testing.assert_array_equal(slicer_bridge.ijk_to_ras(output), AFFINE)
@@ -140,96 +119,93 @@ def test_empty_models_folder_reconstructs_with_the_shipped_base(scene, slicer_co
 
 def test_a_base_installed_by_the_user_wins_and_several_are_refused(logic, zoo, model_files):
     user = _install(logic.baseModelsDir, model_files / "user-base.safetensors", "mine.safetensors")
-    assert logic.resolveBase() == user
+    assert logic.chooseModels(None, "none").base == user
     _install(logic.baseModelsDir, model_files / "user-base.safetensors", "other.safetensors")
     with pytest.raises(PetiteError, match="holds 2 base models") as error:
-        logic.resolveBase()
+        logic.chooseModels(None, "none")
     assert "\n" not in str(error.value)
 
 
 def test_no_base_anywhere_is_one_clear_line(logic, tmp_path, monkeypatch):
     monkeypatch.setenv("PETITE_ZOO_DIR", str(tmp_path / "no-zoo-here"))
-    with pytest.raises(PetiteError, match="no base model chosen.*no base model is shipped") as error:
-        logic.resolveBase()
+    with pytest.raises(PetiteError, match="no shipped base model found nor in .*base") as error:
+        logic.chooseModels(None, "none")
     assert "\n" not in str(error.value)
-    assert logic.installedAdapters() == []
+    assert logic.availableAdapters() == []
 
 
-def test_finetune_without_a_base_adapts_the_shipped_base(logic, zoo, tmp_path, recorded_finetune):
+def test_finetune_without_a_base_adapts_the_shipped_base(logic, zoo, tmp_path):
     cohort = tmp_path / "site-A"
     cohort.mkdir()
-    path = logic.finetune(cohort, peft="lora")
-    assert path == logic.adaptersDir / "site-A-lora.safetensors"
-    assert recorded_finetune == [{"cohort": cohort, "base": zoo / BASE_FILE, "out": path}]
+    job = logic.finetuneJob(cohort, peft="lora")
+    assert job.args[job.args.index("--base") + 1] == str(zoo / BASE_FILE)
+    job.cancel()
 
 
 def test_shipped_adapters_are_listed_for_the_shipped_base_only(logic, zoo, model_files):
-    adapters = {a.name: a for a in logic.installedAdapters()}
+    adapters = {a.name: a for a in logic.availableAdapters()}
     assert sorted(adapters) == ["scanner-a", "scanner-b"]  # not 'foreign': made for another base
     shipped = adapters["scanner-a"]
     assert shipped.shipped and shipped.path == zoo / _adapter_file("scanner-a") and shipped.spec == "petite"
     assert shipped.metrics == "held-out PSNR 30.1 dB vs base 29.5 dB"
-    assert shipped.label() == "scanner-a - scanner A [petite] (shipped: held-out PSNR 30.1 dB vs base 29.5 dB)"
-    assert adapters["scanner-b"].metrics == "" and adapters["scanner-b"].label().endswith("(shipped)")
-    assert shipped.scanner.matrix == SHAPE
+    assert shipped.label() == ("scanner-a - scanner A [petite] (shipped, trained on simulated scans: "
+                               "held-out PSNR 30.1 dB vs base 29.5 dB)")
+    assert adapters["scanner-b"].metrics == ""
+    assert adapters["scanner-b"].label().endswith("(shipped, trained on simulated scans)")
 
     # Listing reads the manifest only: a corrupted file is still listed (it fails when used).
     _corrupt(zoo / _adapter_file("scanner-b"))
-    assert [a.name for a in logic.installedAdapters()] == ["scanner-a", "scanner-b"]
+    assert [a.name for a in logic.availableAdapters()] == ["scanner-a", "scanner-b"]
 
     # A user adapter of the same name wins, listed once, before the shipped ones.
     _install(logic.adaptersDir, model_files / _adapter_file("scanner-a"), "scanner-a.safetensors")
-    listed = logic.installedAdapters()
+    listed = logic.availableAdapters()
     assert [(a.name, a.shipped) for a in listed] == [("scanner-a", False), ("scanner-b", True)]
     assert listed[0].path == logic.adaptersDir / "scanner-a.safetensors"
 
     # Another base in use (chosen, or installed in base/): the shipped adapters do not fit it.
     other = model_files / "user-base.safetensors"
-    assert [a.name for a in logic.installedAdapters(base=other)] == ["scanner-a"]
-    assert [a.name for a in logic.installedAdapters(base=zoo / BASE_FILE)] == ["scanner-a", "scanner-b"]
+    assert [a.name for a in logic.availableAdapters(base=other)] == ["scanner-a"]
+    assert [a.name for a in logic.availableAdapters(base=zoo / BASE_FILE)] == ["scanner-a", "scanner-b"]
     _install(logic.baseModelsDir, other, "mine.safetensors")
-    assert [(a.name, a.shipped) for a in logic.installedAdapters()] == [("scanner-a", False)]
-    with pytest.raises(PetiteError, match="'scanner-b': shipped for the shipped base model only"):
-        logic.resolveAdapter("scanner-b", None)
+    assert [(a.name, a.shipped) for a in logic.availableAdapters()] == [("scanner-a", False)]
 
 
-def test_auto_picks_the_shipped_adapter_of_the_volumes_scanner(scene, logic, zoo, model_files):
+def test_auto_picks_the_shipped_adapter_of_the_volumes_scanner_and_says_so(scene, logic, zoo, model_files):
     node = _node(scene)
-    match = logic.matchAdapter(node)
-    assert (match.name, match.shipped) == ("scanner-a", True)
+    choice = logic.chooseModels(node, "auto")
+    assert (choice.adapter_name, choice.adapter_shipped) == ("scanner-a", True)
     other = _node(scene, (16, 16, 12), oblique_affine(spacing=OTHER_GRID["spacing"]))
-    assert logic.matchAdapter(other) is None  # right spacing, wrong matrix: base model only
-    assert logic.resolveAdapter("auto", other) is None
-    assert logic.resolveAdapter("scanner-b", other) == zoo / _adapter_file("scanner-b")  # by name
+    assert logic.chooseModels(other, "auto").adapter is None  # right spacing, wrong matrix: base model only
+    assert logic.chooseModels(other, "scanner-b").adapter == zoo / _adapter_file("scanner-b")  # by name
 
     output = logic.reconstruct(node, adapter="auto", device="cpu")
-    assert output.GetAttribute("PETITE.adapter") == f"adapter {_adapter_file('scanner-a')}"
+    assert output.GetAttribute("PETITE.models") == ("Uses the shipped adapter 'scanner-a': trained on simulated "
+                                                    "scans only (research use); fine-tune an adapter on your own "
+                                                    "scans.")
 
-    # On a tie, the user's own adapter for the same scanner comes first.
+    # On a tie, the user's own adapter for the same scanner (trained on this base) comes first.
     _install(logic.adaptersDir, model_files / _adapter_file("scanner-a"), "mine.safetensors")
-    assert logic.matchAdapter(node).name == "mine"
+    mine = logic.chooseModels(node, "auto")
+    assert (mine.adapter_name, mine.adapter_shipped) == ("mine", False)
+    _install(logic.baseModelsDir, model_files / "user-base.safetensors", "other-base.safetensors")
+    assert logic.chooseModels(node, "auto").adapter is None  # 'mine' was trained on another base
 
 
-def test_a_corrupted_shipped_file_fails_with_one_line_naming_it(scene, logic, zoo):
+def test_a_corrupted_shipped_file_fails_in_the_process_with_one_line_naming_it(scene, logic, zoo):
     node = _node(scene)
     path = zoo / _adapter_file("scanner-a")
     _corrupt(path)
+    assert logic.chooseModels(node, "auto").adapter == path  # the panel's look-ups do not hash
     volumes = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
-    for choice in ("scanner-a", "auto"):
-        with pytest.raises(PetiteError, match="corrupted") as error:
-            logic.reconstruct(node, adapter=choice, device="cpu")
-        assert str(path) in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(PetiteError, match="corrupted") as error:
+        logic.reconstruct(node, adapter="scanner-a", device="cpu")
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == volumes  # no output made
 
-    _corrupt(zoo / BASE_FILE)
-    assert logic.resolveBase(verify=False) == zoo / BASE_FILE  # the panel's look-ups do not hash
-    with pytest.raises(PetiteError, match=f"{BASE_FILE}.*corrupted"):
-        logic.reconstruct(node, adapter="none", device="cpu")
 
-
-def test_an_unreadable_manifest_leaves_the_panel_as_without_a_zoo(logic, zoo, caplog):
+def test_an_unreadable_manifest_leaves_the_panel_as_without_a_zoo(logic, zoo):
     (zoo / "manifest.json").write_text("{not json")
-    with pytest.raises(PetiteError, match="no base model chosen"):
-        logic.resolveBase()
-    assert logic.installedAdapters() == []
-    assert "malformed model-zoo manifest" in caplog.text
+    with pytest.raises(PetiteError, match="no shipped base model found"):
+        logic.chooseModels(None, "none")
+    assert logic.availableAdapters() == []
