@@ -208,7 +208,7 @@ SCANNERS: Dict[int, Scanner] = {
                                 randoms="smoothed-delayed", scatter_axial_smoothing=9, normalisation_crystal_error=0.01,
                                 normalisation_block_residual=0.05, calibration=1.00),
         reconstruction=Reconstruction("op-osem", iterations=6, subsets=16, postfilter_fwhm_mm=3.0),
-        surrogate_fwhm_mm=(3.2, 3.2), surrogate_short_noise=0.26, surrogate_noise_fwhm_mm=2.6),
+        surrogate_fwhm_mm=(5.38, 3.98), surrogate_short_noise=0.381, surrogate_noise_fwhm_mm=3.09),
     2: Scanner(
         2, (192, 192, 128), (1.21875, 1.21875, 1.21875), "Siemens", "Univ of California", "HRRT",
         "HRRT-like dedicated brain PET, OP-OSEM with a resolution (PSF) model",
@@ -224,7 +224,7 @@ SCANNERS: Dict[int, Scanner] = {
                                 normalisation_block_residual=0.05, calibration=1.04),
         reconstruction=Reconstruction("psf-osem", iterations=10, subsets=16, postfilter_fwhm_mm=3.0,
                                       psf_model_fwhm_mm=(2.8, 2.8)),
-        surrogate_fwhm_mm=(3.0, 3.0), surrogate_short_noise=0.24, surrogate_noise_fwhm_mm=3.0),
+        surrogate_fwhm_mm=(4.31, 3.25), surrogate_short_noise=0.353, surrogate_noise_fwhm_mm=3.61),
     3: Scanner(
         3, (224, 224, 81), (1.01821, 1.01821, 2.02699), "Siemens", "Univ of California", "Biograph",
         "Biograph-like whole-body PET/CT (LSO blocks), CT attenuation, PSF-modelled OSEM",
@@ -238,7 +238,7 @@ SCANNERS: Dict[int, Scanner] = {
                                 normalisation_block_residual=0.05, calibration=0.97),
         reconstruction=Reconstruction("psf-osem", iterations=3, subsets=21, postfilter_fwhm_mm=3.0,
                                       psf_model_fwhm_mm=(4.5, 4.8)),
-        surrogate_fwhm_mm=(5.0, 5.2), surrogate_short_noise=0.12, surrogate_noise_fwhm_mm=5.5),
+        surrogate_fwhm_mm=(6.97, 4.73), surrogate_short_noise=0.185, surrogate_noise_fwhm_mm=5.21),
     4: Scanner(
         4, (128, 128, 90), (2.0, 2.0, 2.0), "Philips Healthcare", "OHSU", "Allegro",
         "Allegro-like GSO PET (Anger-logic, Cs-137 transmission), 3D-RAMLA with blob basis functions",
@@ -253,7 +253,7 @@ SCANNERS: Dict[int, Scanner] = {
                                 normalisation_block_residual=0.0, calibration=1.06),
         reconstruction=Reconstruction("ramla-blob", iterations=2, subsets=64, postfilter_fwhm_mm=0.0,
                                       blob_radius_voxels=2.0, blob_alpha=10.4, relaxation=0.5),
-        surrogate_fwhm_mm=(6.0, 6.3), surrogate_short_noise=0.12, surrogate_noise_fwhm_mm=7.0),
+        surrogate_fwhm_mm=(7.25, 5.95), surrogate_short_noise=0.304, surrogate_noise_fwhm_mm=3.88),
     5: Scanner(
         5, (128, 128, 63), (2.05941, 2.05941, 2.425), "Siemens", "UCSD", "ECAT HR+",
         "ECAT HR+-like BGO PET (Ge-68 rod transmission), FORE + attenuation-weighted 2D OSEM",
@@ -268,7 +268,7 @@ SCANNERS: Dict[int, Scanner] = {
                                 normalisation_block_residual=0.15, calibration=0.95),
         reconstruction=Reconstruction("fore-aw-osem", iterations=4, subsets=16, postfilter_fwhm_mm=4.0,
                                       fore_axial_blur_mm=1.5),
-        surrogate_fwhm_mm=(6.0, 5.6), surrogate_short_noise=0.16, surrogate_noise_fwhm_mm=6.5),
+        surrogate_fwhm_mm=(6.62, 5.73), surrogate_short_noise=0.274, surrogate_noise_fwhm_mm=3.88),
 }
 
 

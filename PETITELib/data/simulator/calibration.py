@@ -98,12 +98,12 @@ def measure_surrogate(scanner: Scanner, scans: Sequence[SimulatedScan]) -> Dict[
 def main(argv=None) -> None:
     """Measure the scanners of a full-mode cohort folder (its first N subjects); print and write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cohort", help="folder written by 'petite simulate --mode full' (holds scanner<k>/)")
+    parser.add_argument("cohorts", nargs="+", help="folders written by 'petite simulate --mode full' (holding scanner<k>/)")
     parser.add_argument("--subjects", type=int, default=2, help="subjects per scanner (the first ones)")
     parser.add_argument("--out", help="also write the rows and the command to this JSON file")
     args = parser.parse_args(argv)
     rows = []
-    for folder in sorted(Path(args.cohort).glob("scanner*")):
+    for folder in sorted((f for c in args.cohorts for f in Path(c).glob("scanner*")), key=lambda f: f.name):
         record = json.loads((folder / "scanner.json").read_text())
         if record.get("mode") != "full":
             raise SystemExit(f"{folder}: not a full-mode cohort")
@@ -113,7 +113,7 @@ def main(argv=None) -> None:
         rows[-1]["cohort_seed"] = record.get("seed")
         print(json.dumps(rows[-1]), flush=True)
     if args.out:
-        command = (f"python -m PETITELib.data.simulator.calibration COHORT --subjects {args.subjects} "
+        command = (f"python -m PETITELib.data.simulator.calibration COHORT... --subjects {args.subjects} "
                    f"--out {Path(args.out).name}")
         document = {"command": command, "subjects": args.subjects, "scanners": rows}
         atomic_write_bytes(Path(args.out), (json.dumps(document, indent=1) + "\n").encode(), overwrite=True)
