@@ -275,3 +275,13 @@ def test_full_mode_scan_and_the_surrogate_agree_on_the_smallest_scanner():
     fast = measure_surrogate(scanner, [simulate_scan(5, subject_index=0, seed=1, mode="fast")])
     np.testing.assert_allclose(fast["surrogate_fwhm_mm"], scanner.surrogate_fwhm_mm, rtol=0.15)
     np.testing.assert_allclose(fast["surrogate_short_noise"], scanner.surrogate_short_noise, rtol=0.2)
+
+
+def test_row_action_order_visits_every_view_once_far_apart():
+    from PETITELib.data.simulator.reconstruction import row_action_order
+
+    for n in (64, 96, 112):
+        order = row_action_order(n)
+        assert sorted(order) == list(range(n))
+        steps = [min((b - a) % n, (a - b) % n) for a, b in zip(order, order[1:])]
+        assert min(steps) >= n // 4  # successive views at least 45 degrees apart

@@ -14,7 +14,8 @@ that x is in Bq/mL at the acquisition start (decay-corrected). By algorithm:
 - ``ramla-blob``: x = B c with B a Kaiser-Bessel blob (order 2, radius ``blob_radius_voxels``,
   taper ``blob_alpha``; applied separably per axis), reconstructed by RAMLA: one view per
   sub-iteration, relaxed additive updates c += lambda_k c / S (A^T factor (y / E[y] - 1)) with
-  lambda_k = relaxation / (1 + pass) and S the mean per-view sensitivity.
+  lambda_k = relaxation / (1 + pass) and S the mean per-view sensitivity; successive views are
+  far apart in angle (:func:`row_action_order`), as row-action methods require.
 - ``fore-aw-osem``: OSEM of the precorrected, Fourier-rebinned data (background zero).
 """
 from __future__ import annotations
@@ -40,6 +41,15 @@ def kaiser_bessel_profile(radius: float, alpha: float, order: int = 2) -> np.nda
     return profile / profile.sum()
 
 
+def row_action_order(n_views: int) -> List[int]:
+    """Views 0..n-1 in an order where successive views are far apart: view_k = k p mod n, with p
+    the integer nearest n / golden ratio that is coprime with n (about 111 degrees per step)."""
+    step = int(round(n_views / ((1 + 5 ** 0.5) / 2)))
+    while np.gcd(step, n_views) != 1:
+        step += 1
+    return [(k * step) % n_views for k in range(n_views)]
+
+
 class Reconstructor:
     """One scan's reconstruction (module docstring); reconstructs any number of frames.
 
@@ -55,6 +65,7 @@ class Reconstructor:
         self.matrices = subset_matrices(geometry, n_subsets)
         self.views = subset_angles(geometry.n_angles, n_subsets)
         self.factor = [self._rows(factor, v) for v in self.views]
+        self.order = row_action_order(n_subsets) if self.ramla else list(range(n_subsets))
         self.psf_sigma = None
         if recon.algorithm == "psf-osem":
             transaxial, axial = recon.psf_model_fwhm_mm
@@ -119,7 +130,8 @@ class Reconstructor:
         for iteration in range(self.recon.iterations):
             check_cancel(cancel)
             relaxation = np.float32(self.recon.relaxation / (1.0 + iteration))
-            for subset, (y, b) in enumerate(zip(data_rows, background_rows)):
+            for subset in self.order:
+                y, b = data_rows[subset], background_rows[subset]
                 expected = np.float32(scale) * self._forward(image, subset)
                 if b is not None:
                     expected += b
