@@ -253,7 +253,7 @@ SCANNERS: Dict[int, Scanner] = {
                                 normalisation_block_residual=0.0, calibration=1.06),
         reconstruction=Reconstruction("ramla-blob", iterations=2, subsets=64, postfilter_fwhm_mm=0.0,
                                       blob_radius_voxels=2.0, blob_alpha=10.4, relaxation=0.5),
-        surrogate_fwhm_mm=(7.25, 5.95), surrogate_short_noise=0.304, surrogate_noise_fwhm_mm=3.88),
+        surrogate_fwhm_mm=(7.82, 6.11), surrogate_short_noise=0.3, surrogate_noise_fwhm_mm=3.88),
     5: Scanner(
         5, (128, 128, 63), (2.05941, 2.05941, 2.425), "Siemens", "UCSD", "ECAT HR+",
         "ECAT HR+-like BGO PET (Ge-68 rod transmission), FORE + attenuation-weighted 2D OSEM",
