@@ -45,6 +45,10 @@ def _values(dataset, keyword: str, path: Path, count: int) -> np.ndarray:
         raise PetiteError(f"{path}: malformed {tag_name(keyword)}: {value!r}") from None
 
 
+def _mm(values) -> str:
+    return "[" + ", ".join(f"{float(v):g}" for v in values) + "]"
+
+
 def _integer(dataset, keyword: str, path: Path) -> int:
     value = getattr(dataset, keyword, None)
     if value in (None, ""):
@@ -59,7 +63,7 @@ def orientation(dataset, path: Path) -> tuple:
     if (abs(np.linalg.norm(row) - 1.0) > 1e-3 or abs(np.linalg.norm(column) - 1.0) > 1e-3
             or abs(float(row @ column)) > 1e-3):
         raise PetiteError(f"{path}: Image Orientation (Patient) (0020,0037) is not two orthogonal unit "
-                          f"vectors: {list(values)}")
+                          f"vectors: {_mm(values)}")
     return row / np.linalg.norm(row), column / np.linalg.norm(column)
 
 
@@ -77,7 +81,7 @@ def stack_geometry(datasets: Sequence, files: Sequence[Path]) -> StackGeometry:
     columns = _integer(first, "Columns", first_path)
     spacing = _values(first, "PixelSpacing", first_path, 2)
     if (spacing <= 0).any():
-        raise PetiteError(f"{first_path}: Pixel Spacing (0028,0030) must be positive, got {list(spacing)}")
+        raise PetiteError(f"{first_path}: Pixel Spacing (0028,0030) must be positive, got {_mm(spacing)}")
     positions = []
     for dataset, path in zip(datasets, files):
         other_row, other_column = orientation(dataset, path)
@@ -90,8 +94,8 @@ def stack_geometry(datasets: Sequence, files: Sequence[Path]) -> StackGeometry:
                               "(inconsistent slices in one series)")
         other_spacing = _values(dataset, "PixelSpacing", path, 2)
         if np.abs(other_spacing - spacing).max() > 1e-4 * spacing.max():
-            raise PetiteError(f"{path}: Pixel Spacing {list(other_spacing)} differs from {first_path.name}'s "
-                              f"{list(spacing)} (inconsistent slices in one series)")
+            raise PetiteError(f"{path}: Pixel Spacing {_mm(other_spacing)} differs from {first_path.name}'s "
+                              f"{_mm(spacing)} (inconsistent slices in one series)")
         positions.append(_values(dataset, "ImagePositionPatient", path, 3))
     if len(positions) < 2:
         raise PetiteError(f"{first_path.parent}: one slice only; a PET volume needs at least 2")
