@@ -45,3 +45,15 @@ def oblique_affine(spacing=(2.0, 2.5, 3.0), origin=(-20.0, 31.5, -12.25), angles
     affine[:3, :3] = rx @ rz @ np.diag(spacing)
     affine[:3, 3] = origin
     return affine
+
+
+def assert_within_quantisation(read: np.ndarray, written: np.ndarray) -> None:
+    """``read`` equals ``written`` to the quantisation of the stored integers: per slice, half a
+    Rescale Slope (max |slice| / (2 * 32766)) plus the float32 rounding of the value read."""
+    from PETITELib.dicom.writer import STORED_MAX
+
+    written = np.asarray(written, dtype=np.float64)
+    peaks = np.abs(written).reshape(-1, written.shape[2]).max(axis=0)
+    error = np.abs(np.asarray(read, dtype=np.float64) - written).reshape(-1, written.shape[2]).max(axis=0)
+    tolerance = peaks / (2 * STORED_MAX) + 2.0 ** -23 * peaks
+    assert (error <= tolerance).all(), f"largest error / tolerance: {(error / np.maximum(tolerance, 1e-30)).max()}"
