@@ -183,3 +183,16 @@ def test_simulate_format_dicom_writes_series_with_the_simulated_suv(tmp_path, ca
     assert code == 0
     cohort = load_cohort(tmp_path / "cli" / "scanner5")
     assert cohort.subjects[0].long.is_dir() and cohort.subjects[0].labels.name == "labels.nii.gz"
+
+
+def test_pretrain_and_finetune_on_a_dicom_cohort(dicom_cohort, tmp_path, capsys, one_intra_op_thread):
+    from PETITELib.peft import read_adapter
+
+    tiny = ["--epochs", "1", "--batch-size", "1", "--crops-per-subject", "1", "--val-subjects", "1",
+            "--device", "cpu", "--quiet"]
+    base, adapter = tmp_path / "base.safetensors", tmp_path / "bitfit.safetensors"
+    assert run(["pretrain", "--cohort", str(dicom_cohort), "--backbone", "cvtgan", "--preset", "cpu",
+                "--out", str(base), *tiny], capsys)[0] == 0
+    assert run(["finetune", "--base", str(base), "--cohort", str(dicom_cohort), "--peft", "bitfit",
+                "--out", str(adapter), *tiny], capsys)[0] == 0
+    assert len(read_adapter(adapter).metadata.training["val_subjects"]) == 1

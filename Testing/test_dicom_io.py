@@ -50,6 +50,14 @@ def test_nifti_to_dicom_to_nifti_keeps_geometry_and_values(volume, affine, tmp_p
     assert_within_quantisation(back.array, original.array)
 
 
+def test_the_grid_of_a_series_from_its_headers(volume, tmp_path):
+    from PETITELib.dicom.reader import series_grid
+
+    write_series(tmp_path / "series", volume, oblique_affine())
+    shape, spacing = series_grid(tmp_path / "series")
+    assert shape == SHAPE and spacing == pytest.approx((2.0, 2.5, 3.0), abs=1e-9)
+
+
 def test_a_flipped_slice_axis_comes_back_sorted_along_the_normal(volume, tmp_path):
     affine = affine_for()
     affine[:3, 2] *= -1  # slices stacked downwards: negative determinant

@@ -222,3 +222,14 @@ def load_dicom_volume(folder, check_finite: bool = True) -> DicomVolume:
     options = read_options()
     return read_series(folder, options.series.get(str(Path(folder).resolve())), options.units, check_finite)
 
+
+
+def series_grid(folder) -> Tuple[Tuple[int, int, int], Tuple[float, float, float]]:
+    """(shape, voxel size in mm) of the series of ``folder`` from its headers alone (no pixel data
+    decoded; series chosen as by :func:`load_dicom_volume`); the same one-line PetiteErrors for
+    several series, another modality or inconsistent slices."""
+    series = select_series(folder, read_options().series.get(str(Path(folder).resolve())))
+    _check_images(series)
+    geometry = stack_geometry(series.datasets, series.files)
+    _check_slice_count(series, geometry.order)
+    return tuple(geometry.shape), tuple(float(v) for v in np.linalg.norm(geometry.affine[:3, :3], axis=0))
