@@ -64,10 +64,14 @@ def reconstruct(volume: np.ndarray, affine: np.ndarray, *, base=None, adapter=No
 
 def evaluate(cohort_dir, *, base=None, adapters: Sequence = (), subjects: Optional[Sequence[str]] = None,
              device: str = "auto", overlap: float = DEFAULT_OVERLAP,
-             progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> dict:
+             progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
+             labels=None, ref_region=None) -> dict:
     """Score the input, the base alone (``no-ft``) and each adapter on a cohort.
 
     base: a base-model file or shipped name (None: the shipped base); adapters: adapter files.
+    labels: one region label file for every subject instead of each subject's ``labels.nii.gz``;
+    ref_region: the SUVR reference region (:mod:`PETITELib.regional`); with labels each method
+    also gets the regional figures and a ``regions`` record per subject.
 
     Returns ``{"cohort", "base", "subjects", "methods": {name: {"file", "spec", "percent",
     "per_subject": {id: metrics}, "mean": {...}, "sd": {...}, "seconds"}}}`` where metrics
@@ -95,7 +99,7 @@ def evaluate(cohort_dir, *, base=None, adapters: Sequence = (), subjects: Option
         described[name] = describe_weights(adapter)
         loaders[name] = (lambda a=adapter: load_for_inference(base_path, a, torch_device))
     scored = evaluate_models(chosen, loaders, device=torch_device, overlap=overlap, progress=progress,
-                             cancel=cancel)
+                             cancel=cancel, labels=labels, ref_region=ref_region)
     methods = {}
     for name, entry in scored.items():
         info = described.get(name, {})

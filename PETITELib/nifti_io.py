@@ -2,6 +2,9 @@
 
 Arrays are (x, y, z) float32 in the file's units (Bq/mL, SUV or counts); the affine is the
 4x4 voxel-to-RAS(mm) matrix nibabel reports (qform/sform).
+
+:func:`load_volume` is where every command reads an input volume: given a folder instead of a
+file it reads the PET DICOM series in it (:mod:`PETITELib.dicom`, same Volume contract).
 """
 from __future__ import annotations
 
@@ -38,6 +41,10 @@ def load_volume(path, check_finite: bool = True) -> Volume:
     import nibabel as nib
 
     path = Path(path)
+    if path.is_dir():  # a DICOM series folder; series and units as set by PETITELib.dicom.reading
+        from .dicom.reader import load_dicom_volume
+
+        return load_dicom_volume(path, check_finite=check_finite)
     if not path.exists():
         raise PetiteError(f"{path}: file not found")
     try:

@@ -25,6 +25,10 @@ def register(subparsers) -> None:
                              "for tests (default: full)")
     parser.add_argument("--jobs", type=int, default=1, metavar="J",
                         help="subjects simulated in parallel processes (default: 1)")
+    parser.add_argument("--format", choices=("nifti", "dicom"), default="nifti",
+                        help="nifti (default) or dicom: short and long scans as PET DICOM series folders "
+                             "sub-NNN/short/ and sub-NNN/long/ (Bq/mL, with the dose, weight and times SUV "
+                             "needs); truth, activity and labels stay NIfTI")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing DIR/scanner<k> folders and DIR/montage.png")
     parser.set_defaults(func=run)
@@ -43,6 +47,11 @@ def run(args) -> int:
                                   progress=progress)
     finally:
         progress.close()
+    if args.format == "dicom":
+        from ..dicom.simulated import convert_simulated_cohort
+
+        for folder in folders:
+            convert_simulated_cohort(folder)
     elapsed = time.perf_counter() - start
     for folder in folders:
         record = json.loads((folder / "scanner.json").read_text())

@@ -8,7 +8,12 @@ Plain (what ``petite simulate`` writes)::
     COHORT/<subject>/short.nii.gz       short scan (first 5-minute frame)
     COHORT/<subject>/long.nii.gz        long scan (reference, mean of the frames)
     COHORT/<subject>/truth.nii.gz       optional simulated ground truth
+    COHORT/<subject>/labels.nii.gz      optional region labels on the long scan's grid (regional report)
     (.nii instead of .nii.gz also accepted; other files are ignored)
+
+DICOM: ``COHORT/<subject>/short/`` and ``COHORT/<subject>/long/`` folders, each holding one PET
+DICOM series (``petite simulate --format dicom`` writes them); any scan may be such a folder
+instead of a NIfTI file (read by :func:`PETITELib.nifti_io.load_volume`). docs/dicom-and-regions.md.
 
 BIDS-PET: ``COHORT/sub-*/[ses-*/]pet/*_rec-short_pet.nii.gz`` and ``*_rec-long_pet.nii.gz``
 (optionally ``*_rec-truth_pet.nii.gz``) with JSON sidecars. Short and long are two static
@@ -32,6 +37,7 @@ from ..nifti_io import Volume, load_volume
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 
 ROLES = ("short", "long", "truth")
+LABELS_ROLE = "labels"        # optional region labels of a plain-layout subject (NIfTI)
 REQUIRED_ROLES = ("short", "long")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 SCANNER_FILE = "scanner.json"
@@ -45,12 +51,14 @@ AFFINE_TOLERANCE_MM = 1e-3    # largest allowed difference of any affine element
 
 @dataclass(frozen=True)
 class Subject:
-    """One subject (or session) of a cohort: paths of its short, long and optional truth scans."""
+    """One subject (or session) of a cohort: paths of its short, long and optional truth scans
+    (NIfTI files or DICOM series folders) and of its optional region labels (plain layout)."""
 
     subject_id: str
     short: Path
     long: Path
     truth: Optional[Path] = None
+    labels: Optional[Path] = None
 
 
 @dataclass(frozen=True)
@@ -89,11 +97,12 @@ class _Found:
 
 
 def _nifti_file(folder: Path, stem: str) -> Optional[Path]:
+    """``folder/stem.nii.gz`` (or ``.nii``), else a DICOM series folder ``folder/stem/``, else None."""
     for suffix in NIFTI_SUFFIXES:
         candidate = folder / f"{stem}{suffix}"
         if candidate.is_file():
             return candidate
-    return None
+    return folder / stem if (folder / stem).is_dir() else None
 
 
 def _read_json(path: Path, problems: List[str]) -> Dict:
@@ -118,7 +127,8 @@ def _add_subject(found: _Found, subject_id: str, files: Dict[str, Path],
     if missing:
         found.incomplete.append((subject_id, [files[r] for r in ROLES if r in files]))
     else:
-        found.subjects.append(Subject(subject_id, files["short"], files["long"], files.get("truth")))
+        found.subjects.append(Subject(subject_id, files["short"], files["long"], files.get("truth"),
+                                      files.get(LABELS_ROLE)))
 
 
 def _is_bids(root: Path) -> bool:
@@ -133,6 +143,9 @@ def _find_plain(root: Path) -> _Found:
         files = {role: path for role in ROLES if (path := _nifti_file(folder, role)) is not None}
         if not any(role in files for role in REQUIRED_ROLES):
             continue
+        labels = _nifti_file(folder, LABELS_ROLE)
+        if labels is not None and labels.is_file():
+            files[LABELS_ROLE] = labels
         expected = {role: folder / f"{role}{NIFTI_SUFFIXES[0]}" for role in REQUIRED_ROLES}
         _add_subject(found, folder.name, files, expected)
     scanner_file = root / SCANNER_FILE
@@ -198,7 +211,7 @@ def _find(root: Path) -> _Found:
     if not found.subjects and not found.problems:
         nested = _nested_cohorts(root) if found.layout == "plain" else []
         hint = (f"; it holds cohorts ({', '.join(nested)}): pass one of them" if nested else
-                "; expected <subject>/short.nii.gz + long.nii.gz or BIDS "
+                "; expected <subject>/short.nii.gz + long.nii.gz (or short/ + long/ DICOM series folders) or BIDS "
                 "sub-*/[ses-*/]pet/*_rec-short_pet.nii.gz + *_rec-long_pet.nii.gz")
         found.problems.append(f"{root}: no subjects found{hint}")
     return found

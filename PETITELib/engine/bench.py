@@ -32,6 +32,7 @@ from ..data.cohort import load_cohort
 from ..errors import PetiteError
 from ..nifti_io import atomic_write_bytes
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from ..regional import SUMMARY_KEYS as REGIONAL_KEYS, regional_targets
 from .checkpoint import checkpoint_folder
 from .devices import describe_device, select_device
 from .evaluation import evaluate_models
@@ -41,7 +42,7 @@ from .reports import bench_plot_png, bench_table, write_json
 
 BENCH_METHODS = ("full", "layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "petite")
 METRIC_KEYS = ("psnr", "ssim", "nrmse", "psnr_whole", "ssim_whole", "nrmse_whole",
-               "psnr_truth", "ssim_truth", "nrmse_truth")
+               "psnr_truth", "ssim_truth", "nrmse_truth") + REGIONAL_KEYS
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,7 @@ def target_checks(methods: dict, source: dict) -> dict:
         peft = [m for m in methods if m not in ("input", "no-ft", "full")]
         checks["peft_methods_below_no_ft"] = [m for m in peft if methods[m]["psnr"] <= noft["psnr"]]
         checks["every_peft_beats_no_ft_ok"] = not checks["peft_methods_below_no_ft"]
+    checks.update(regional_targets(methods))
     return checks
 
 

@@ -9,7 +9,11 @@ import numpy as np
 # (key, column title, decimals) of the columns shown in every metrics table.
 METRIC_COLUMNS = (("psnr", "PSNR (dB)", 3), ("ssim", "SSIM", 4), ("nrmse", "NRMSE", 4),
                   ("psnr_whole", "PSNR whole", 3), ("ssim_whole", "SSIM whole", 4),
-                  ("nrmse_whole", "NRMSE whole", 4))
+                  ("nrmse_whole", "NRMSE whole", 4),
+                  # regional figures (PETITELib.regional.SUMMARY_KEYS), where subjects have labels
+                  ("regional_abs_bias_pct", "regional bias (mean abs %)", 2),
+                  ("suvr_abs_bias_pct", "SUVR bias (mean abs %)", 2),
+                  ("gw_contrast_vs_long", "GM/WM contrast vs long", 4))
 
 
 def mean_sd(per_subject: Mapping[str, Mapping[str, float]]) -> Dict[str, Dict[str, float]]:

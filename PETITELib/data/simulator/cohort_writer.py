@@ -50,7 +50,7 @@ def _check_count(value, option: str) -> int:
 
 def _foreign_entry(folder: Path) -> Optional[Path]:
     """The first path in ``folder`` that this simulator does not write, or None."""
-    allowed = {f"{name}.nii.gz" for name in VOLUMES}
+    allowed = {f"{name}.nii.gz" for name in VOLUMES} | {"short", "long"}  # (DICOM series: --format dicom)
     for entry in sorted(folder.iterdir()):
         if entry.name == "scanner.json" or entry.name.endswith(".tmp"):
             continue
