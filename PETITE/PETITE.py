@@ -97,7 +97,7 @@ TORCH_MINIMUM = "2.8"
 # installed with `pip install --no-deps NAME==PIN`: no dependency resolution, so torch is never
 # touched. The list holds the packages' own dependencies too (nibabel: packaging, typing-extensions).
 DEPENDENCIES = (
-    Dependency("monai", "1.3", "1.6.1"),
+    Dependency("monai", "1.6.1", "1.6.1"),
     Dependency("einops", "0.6", "0.8.2"),
     Dependency("nibabel", "4.0", "5.4.2"),
     Dependency("packaging", "20", "26.4"),
@@ -105,6 +105,7 @@ DEPENDENCIES = (
     Dependency("safetensors", "0.4", "0.8.0"),
     Dependency("tqdm", "4.60", "4.70.1"),
     Dependency("psutil", "5.9", "7.2.2"),
+    Dependency("pydicom", "3.0", "3.0.2"),
 )
 
 ADAPTER_AUTO = "auto"

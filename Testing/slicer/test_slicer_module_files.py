@@ -321,7 +321,8 @@ def test_slicer_dependencies_agree_with_the_package_and_the_tested_pins(petite):
     installs are the tested ones (requirements-dev.txt), each with --no-deps and never torch."""
     tomllib = pytest.importorskip("tomllib")
     dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    minimum = dict(re.match(r"([\w-]+)>=([\w.]+)$", d.replace(" ", "")).groups() for d in dependencies if ">=" in d)
+    minimum = dict(re.match(r"([\w-]+)>=([\w.]+)(,<[\w.]+)?$", d.replace(" ", "")).groups()[:2]
+                   for d in dependencies if ">=" in d)
     pins = dict(re.match(r"([\w-]+)==([\w.+]+)", line).groups()
                 for line in (REPO / "requirements-dev.txt").read_text().splitlines() if "==" in line)
     for dependency in petite.DEPENDENCIES:
