@@ -26,7 +26,8 @@ class TrainSettings:
     (>= 1) or a fraction (< 1) of the cohort; val_every: validate every N epochs (and after
     the last); overlap: sliding-window overlap for validation; checkpointing: recompute the
     transformer blocks' activations in the backward pass instead of storing them (less memory,
-    more time; the result is the same).
+    more time; the result is the same); compile: run the generator's training forward through
+    ``torch.compile`` (off by default: on the CPU it was not faster, see docs/peft-cost.md).
     """
 
     epochs: int
@@ -39,6 +40,7 @@ class TrainSettings:
     overlap: float = DEFAULT_OVERLAP
     warmup_fraction: float = 0.0
     checkpointing: bool = False
+    compile: bool = False
 
     def with_overrides(self, **overrides) -> "TrainSettings":
         """A copy with the given non-None values replaced, checked (PetiteError names the option)."""
