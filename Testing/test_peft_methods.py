@@ -142,12 +142,12 @@ def test_unmerge_restores_the_layers_and_the_base_weights(base, spec):
     tensors = peft_state_dict(model)
     merge_peft(model)
     assert unmerge_peft(model)
-    assert (_output(model, x) - before).abs().max() <= 1e-6
+    assert (_output(model, x) - before).abs().max() <= 1e-5  # as merging: float32 rounding of the weights
     plain_state = plain.state_dict()
     state = {k: v for k, v in model.state_dict().items() if k in plain_state}
     assert set(state) == set(plain_state)  # no bias or affine weight left behind by the merge
     in_place = {n for n in tensors if n in plain_state}  # BitFit trains base tensors in place
-    for name, value in plain_state.items():
+    for name, value in plain_state.items():  # the base weights come back to 1e-6
         if name not in in_place:
             torch.testing.assert_close(state[name], value, rtol=0, atol=1e-6)
     again = peft_state_dict(model)  # its tensors train again and can be saved

@@ -16,7 +16,8 @@ def run(args) -> int:
     try:
         result = run_cost_bench(args.backbones, args.preset, methods=args.methods, device=args.device,
                                 threads=args.threads, batch_size=args.batch_size, steps=args.steps,
-                                warmup=args.warmup, seed=args.seed, compile=args.compile, out=args.out,
+                                warmup=args.warmup, seed=args.seed, compile=args.compile,
+                                checkpointing=args.checkpointing, out=args.out,
                                 overwrite=args.overwrite, progress=progress, command=command)
     finally:
         progress.close()
@@ -47,6 +48,8 @@ def register(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--compile", action="store_true", help="run the training forward through torch.compile")
+    parser.add_argument("--checkpointing", action="store_true",
+                        help="recompute the blocks' activations in the backward pass (as finetune --checkpointing)")
     parser.add_argument("--out", help="result JSON to write (the table goes beside it as .md)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -11,6 +11,8 @@ random 64^3 crops: ``warmup`` steps, then ``steps`` timed ones. It reports
 - ``peak_mem_mb``: on the CPU the peak RSS above the RSS before the model was built (weights,
   gradients, optimizer state, activations, allocator and library buffers), on CUDA
   ``torch.cuda.max_memory_allocated`` (see :mod:`.memory`);
+- ``rss_between_steps_mb`` (CPU): the RSS above that baseline after the last timed step, when
+  only weights, gradients and optimizer state are live; the rest is memory the allocator kept;
 - ``trainable``: trained parameters; ``activations_mb``: what autograd keeps for the backward
   pass of one step (distinct tensors, parameters excluded), in total and by the layer type that
   saved it (``activations_by_layer_mb``), measured in an extra, untimed step;
@@ -38,7 +40,7 @@ from torch import nn
 from ..errors import PetiteError
 from ..progress import ProgressCallback, report
 from .devices import describe_device, select_device, training_precision
-from .memory import PeakMemory
+from .memory import PeakMemory, current_rss_mb
 
 COST_METHODS = ("full", "layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "petite")
 PHASES = ("forward", "backward", "optimizer")
@@ -49,7 +51,8 @@ RESULT_PREFIX = "PETITE-COST "
 class CostRun:
     """One child's job: ``method`` (a PEFT spec) on ``backbone`` at size ``preset``, ``batch_size``
     crops of 64^3 per step, ``warmup`` + ``steps`` steps, ``threads`` intra-op threads (None:
-    torch's default), ``compile``: the training forward through ``torch.compile``."""
+    torch's default), ``compile``: the training forward through ``torch.compile``,
+    ``checkpointing``: recompute the blocks' activations in the backward pass."""
 
     backbone: str
     preset: str
@@ -61,6 +64,7 @@ class CostRun:
     seed: int = 0
     threads: Optional[int] = None
     compile: bool = False
+    checkpointing: bool = False
 
 
 class StepTimer:
@@ -163,7 +167,9 @@ def measure_step_cost(run: CostRun) -> dict:
     table3 = default_hyperparameters(run.backbone, spec)
     warmup = WARMUP_FRACTION if table3.schedule == "warmup-cosine" else 0.0
     settings = finetune_defaults(run.backbone, run.preset, table3.learning_rate, table3.weight_decay,
-                                 warmup).with_overrides(batch_size=run.batch_size, compile=run.compile)
+                                 warmup).with_overrides(batch_size=run.batch_size, compile=run.compile,
+                                                        checkpointing=run.checkpointing)
+    generator.gradient_checkpointing = settings.checkpointing
     objective = build_objective(generator, discriminator, False, settings, run.warmup + run.steps + 1)
     generator.train()
     if discriminator is not None:
@@ -178,6 +184,8 @@ def measure_step_cost(run: CostRun) -> dict:
         if index >= run.warmup:
             steps.append({**timer.phases, "step": sum(timer.phases.values())})
     memory = meter.summary()
+    if device.type == "cpu":  # what stays resident between steps: weights, gradients, optimizer state, allocator
+        memory["rss_between_steps_mb"] = round(current_rss_mb() - meter.baseline_mb, 1)
     short, long = random_crops(crops, run.batch_size, device)
     models = [generator] + ([discriminator] if discriminator is not None else [])
     by_layer = saved_activations(models, lambda: objective.step(short, long))
@@ -188,10 +196,11 @@ def measure_step_cost(run: CostRun) -> dict:
             "step_seconds_all": [round(s["step"], 4) for s in steps],
             "peak_mem_mb": memory["peak_mem_mb"], "peak_mem_kind": memory["peak_mem_kind"],
             "peak_mem_isolated": memory["peak_mem_isolated"], "baseline_mem_mb": memory["baseline_mem_mb"],
+            "rss_between_steps_mb": memory.get("rss_between_steps_mb"),
             "trainable": count.trainable, "total_parameters": count.total, "percent": round(count.percent, 4),
             "activations_mb": round(sum(by_layer.values()), 1), "activations_by_layer_mb": by_layer,
             "device": describe_device(device), "precision": training_precision(device),
-            "threads": torch.get_num_threads(), "compile": run.compile}
+            "threads": torch.get_num_threads(), "compile": run.compile, "checkpointing": run.checkpointing}
 
 
 def _load_average() -> Optional[List[float]]:
@@ -239,7 +248,8 @@ def _ratios(methods: Dict[str, dict]) -> None:
 
 def run_cost_bench(backbones, preset: str, methods=COST_METHODS, device: str = "cpu",
                    threads: Optional[int] = None, batch_size: int = 6, steps: int = 20, warmup: int = 3,
-                   seed: int = 0, compile: bool = False, out=None, overwrite: bool = False,
+                   seed: int = 0, compile: bool = False, checkpointing: bool = False, out=None,
+                   overwrite: bool = False,
                    progress: Optional[ProgressCallback] = None, command: str = "") -> dict:
     """Measure every method on every backbone, each in a fresh process; write ``out`` (JSON) and
     its markdown table beside it (same name, ``.md``) when given. Returns the result."""
@@ -262,7 +272,7 @@ def run_cost_bench(backbones, preset: str, methods=COST_METHODS, device: str = "
             if path.exists() and not overwrite:
                 raise PetiteError(f"{path}: already exists (use --overwrite to replace it)")
     config = {"preset": preset, "batch_size": batch_size, "crop": [64, 64, 64], "steps": steps, "warmup": warmup,
-              "seed": seed, "threads": threads, "compile": compile, "device": device,
+              "seed": seed, "threads": threads, "compile": compile, "checkpointing": checkpointing, "device": device,
               "data": "seeded random crops (short uniform [0, 1), long = short + 0.1 x Gaussian noise)",
               "weights": "initial values (the cost does not depend on them)",
               "optimizer": "AdamW with the method's Table-3 settings, as petite finetune"}
@@ -273,7 +283,7 @@ def run_cost_bench(backbones, preset: str, methods=COST_METHODS, device: str = "
         for method in methods:
             report(progress, "bench-cost", done, total, f"{backbone} {method}")
             entries[method] = _run_child(CostRun(backbone, preset, method, device, batch_size, steps, warmup,
-                                                 seed, threads, compile))
+                                                 seed, threads, compile, checkpointing))
             done += 1
         _ratios(entries)
         result["backbones"][backbone] = {"methods": entries}
