@@ -234,7 +234,8 @@ def machine_description(device: torch.device) -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__,
-            "petite": __version__, "device": describe_device(device), "load_average": _load_average()}
+            "petite": __version__, "device": describe_device(device), "load_average": _load_average(),
+            "allocator_environment": {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "LD_PRELOAD"))}}
 
 
 def _ratios(methods: Dict[str, dict]) -> None:

@@ -87,15 +87,11 @@ class TunedLayer(nn.Module):
         return y
 
 
-def _records_gradient() -> bool:
-    return torch.is_grad_enabled()
-
-
 class TunedConv(TunedLayer):
     """Conv3d / ConvTranspose3d: (B, Cin, D, H, W) -> (B, Cout, D', H', W')."""
 
     def base_output(self, x: torch.Tensor, *rest) -> torch.Tensor:
-        lean = (_records_gradient() and not self.weight.requires_grad and self.padding_mode == "zeros"
+        lean = (torch.is_grad_enabled() and not self.weight.requires_grad and self.padding_mode == "zeros"
                 and not isinstance(self.padding, str) and not rest)
         return frozen_convolution(self, x) if lean else self.base_class.forward(self, x, *rest)
 
@@ -115,7 +111,7 @@ class TunedLeakyReLU(TunedLayer):
     """LeakyReLU that keeps a bool mask for the backward pass instead of a float tensor."""
 
     def base_output(self, x: torch.Tensor, *rest) -> torch.Tensor:
-        if _records_gradient() and x.requires_grad:
+        if torch.is_grad_enabled() and x.requires_grad:
             return masked_leaky_relu(x, self.negative_slope)
         return self.base_class.forward(self, x)
 
@@ -136,7 +132,7 @@ def _batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, weight, 
     """A BatchNorm layer's forward with the given affine parameters (train or eval mode)."""
     batch_statistics = norm.training or (norm.running_mean is None and norm.running_var is None)
     if not batch_statistics:
-        if _records_gradient() and (weight is None or not weight.requires_grad):
+        if torch.is_grad_enabled() and (weight is None or not weight.requires_grad):
             return frozen_batch_norm(x, norm.running_mean, norm.running_var, weight, bias, norm.eps)
         return F.batch_norm(x, norm.running_mean, norm.running_var, weight, bias, False, 0.0, norm.eps)
     momentum = 0.0 if norm.momentum is None else norm.momentum
