@@ -50,3 +50,32 @@ def test_existing_result_and_bad_options_are_refused_in_one_line(cost_result, ca
     assert cli.main(["bench-cost", "--steps", "0", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "--steps 0" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_compiled_training_forward_gives_the_eager_gradients():
+    """torch.compile works with the PEFT layers and the lean frozen functions (minutes on a CPU)."""
+    import copy
+
+    import torch
+
+    from PETITELib.backbones import build_backbone
+    from PETITELib.engine.jobs import generator_forward
+    from PETITELib.peft import apply_peft, trainable_parameters
+
+    torch.manual_seed(0)
+    model = build_backbone("cvtgan", "cpu")
+    apply_peft(model, "petite")
+    with torch.no_grad():
+        for parameter in trainable_parameters(model).values():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    model.train()
+    twin = copy.deepcopy(model)
+    x, y = torch.rand(1, 1, 64, 64, 64), torch.rand(1, 1, 64, 64, 64)
+    grads = []
+    for network, forward in ((model, model), (twin, generator_forward(twin, compile=True))):
+        torch.nn.functional.l1_loss(forward(x), y).backward()
+        grads.append({n: p.grad for n, p in trainable_parameters(network).items()})
+    assert set(grads[0]) == set(grads[1])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-3, atol=1e-6)

@@ -49,7 +49,7 @@ class L1Objective:
     def __init__(self, generator: nn.Module, optimizer: torch.optim.Optimizer, schedule: CosineSchedule,
                  forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         self.generator = generator
-        self.forward = forward or generator
+        self.forward = generator if forward is None else forward
         self.optimizers = {"generator": optimizer}
         self.schedules = {"generator": schedule}
         self.models = {"generator": generator}
@@ -85,7 +85,7 @@ class AdversarialObjective:
                  discriminator_schedule: Optional[CosineSchedule] = None, l1_weight: float = 100.0,
                  forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         self.generator = generator
-        self.forward = forward or generator
+        self.forward = generator if forward is None else forward
         self.discriminator = discriminator
         self.l1_weight = l1_weight
         self.optimizers = {"generator": generator_optimizer}

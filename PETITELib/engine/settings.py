@@ -27,7 +27,7 @@ class TrainSettings:
     the last); overlap: sliding-window overlap for validation; checkpointing: recompute the
     transformer blocks' activations in the backward pass instead of storing them (less memory,
     more time; the result is the same); compile: run the generator's training forward through
-    ``torch.compile`` (off by default: on the CPU it was not faster, see docs/peft-cost.md).
+    ``torch.compile`` (off by default: not shown to be faster, see docs/peft-cost.md).
     """
 
     epochs: int
