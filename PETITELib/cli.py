@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "PETITELib.commands.reconstruct",
     "PETITELib.commands.evaluate",
     "PETITELib.commands.bench",
+    "PETITELib.commands.cost",
     "PETITELib.commands.demo",
     "PETITELib.commands.zoo",
 )

@@ -3,7 +3,11 @@
 - an additive method (lora, adapter, ssf, vpt) leaves the output unchanged when applied;
 - exactly the method's tensors require grad, each gets a nonzero gradient and nothing else
   gets one, and the trainable count counts exactly those;
-- LoRA and SSF merge into the base weights (same output, layers and hooks gone);
+- LoRA and SSF merge into the base weights (same output, layers and hooks gone) and unmerge
+  again (same output and base weights to 1e-6, layers back and training);
+- PEFT layers are modules, not hooks: tensor names stay the base's plus the method's;
+- no backward kernel runs below the lowest trainable tensor, and a frozen conv computes only
+  the input gradient it is asked for;
 - removing a spec restores the base exactly.
 """
 import copy
@@ -15,8 +19,9 @@ from torch import nn
 from PETITELib.backbones import BACKBONES, build_backbone
 from PETITELib.errors import PetiteError
 from PETITELib.peft import (METHODS, apply_peft, base_weights_sha256, count_parameters, merge_peft,
-                            method_catalogue, remove_peft, trainable_parameters)
+                            method_catalogue, peft_state_dict, remove_peft, trainable_parameters, unmerge_peft)
 from PETITELib.peft.layernorm import NORM_TYPES
+from PETITELib.peft.layers import TunedLayer
 
 ADDITIVE = [name for name, method in METHODS.items() if method.kind == "additive"]
 MARKERS = {"lora": ".lora.", "adapter": ".adapter.", "ssf": ".ssf.", "vpt": ".prompt_"}
@@ -125,6 +130,84 @@ def test_mergeable_methods_fold_into_the_base_weights(base, method):
     assert not trainable_parameters(model)
     remove_peft(model)
     assert torch.equal(_output(model, x), reference)
+
+
+@pytest.mark.parametrize("spec", [name for name, method in METHODS.items() if method.mergeable] + ["petite"])
+def test_unmerge_restores_the_layers_and_the_base_weights(base, spec):
+    plain, x, _, reference = base
+    model = copy.deepcopy(plain)
+    apply_peft(model, spec)
+    _perturb(model, scale=0.1)
+    before = _output(model, x)
+    tensors = peft_state_dict(model)
+    merge_peft(model)
+    assert unmerge_peft(model)
+    assert (_output(model, x) - before).abs().max() <= 1e-5  # as merging: float32 rounding of the weights
+    plain_state = plain.state_dict()
+    state = {k: v for k, v in model.state_dict().items() if k in plain_state}
+    assert set(state) == set(plain_state)  # no bias or affine weight left behind by the merge
+    in_place = {n for n in tensors if n in plain_state}  # BitFit trains base tensors in place
+    for name, value in plain_state.items():  # the base weights come back to 1e-6
+        if name not in in_place:
+            torch.testing.assert_close(state[name], value, rtol=0, atol=1e-6)
+    again = peft_state_dict(model)  # its tensors train again and can be saved
+    assert set(again) == set(tensors)
+    for name in tensors:  # exact, except a BitFit bias an SSF was merged into (rounding)
+        torch.testing.assert_close(again[name], tensors[name], rtol=0, atol=1e-6)
+    assert set(trainable_parameters(model)) == set(tensors)
+    remove_peft(model)
+    assert torch.equal(_output(model, x), reference)
+
+
+def test_peft_layers_are_modules_with_the_base_names(base):
+    """No forward hooks: each adapted layer is its own type's tuned subclass with the method as
+    a child; base tensors keep their names, and removal gives back the plain types."""
+    plain, *_ = base
+    model = copy.deepcopy(plain)
+    types = {name: type(module) for name, module in model.named_modules()}
+    apply_peft(model, "+".join(METHODS))
+    assert _hook_count(model) == 0
+    tuned = {name: module for name, module in model.named_modules() if isinstance(module, TunedLayer)}
+    assert tuned and all(isinstance(module, types[name]) for name, module in tuned.items())
+    assert set(plain.state_dict()) <= set(model.state_dict())
+    remove_peft(model)
+    assert {name: type(module) for name, module in model.named_modules()} == types
+
+
+def _convolution_kernels(model, x, y):
+    """(convolution kernels run by the backward pass, forward convs whose input needed a
+    gradient by name, convs whose input needed none)."""
+    needs, skips = [], []
+
+    def record(module, args, output):
+        (needs if args[0].requires_grad else skips).append(module)
+
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))]
+    handles = [m.register_forward_hook(record) for m in convs]
+    loss = nn.functional.mse_loss(model(x), y)
+    for handle in handles:
+        handle.remove()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        loss.backward()
+    names = [event.name for event in profile.events()]
+    kernels = names.count("aten::convolution") + names.count("aten::convolution_backward")
+    return kernels, needs, skips
+
+
+@pytest.mark.parametrize("spec", ["petite", "bitfit"])
+def test_no_backward_kernel_below_the_lowest_trainable_tensor(base, spec):
+    """Counted with the profiler: the backward pass runs exactly one convolution kernel (the
+    input gradient) per frozen conv whose input needs a gradient, none for the frozen first
+    layers whose input is the image (BitFit trains their biases: one sum each)."""
+    plain, x, y, _ = base
+    model = copy.deepcopy(plain).train()
+    apply_peft(model, spec)
+    _perturb(model)
+    kernels, needs, skips = _convolution_kernels(model, x, y)
+    first = model.vit.patch_embedding.patch_embeddings if plain.backbone_name == "unetr" else model.encoder["stem"][0]
+    assert first in skips and first.bias.requires_grad and first.bias.grad is not None
+    assert kernels == len(needs) > 0
+    assert not any(m.weight.requires_grad for m in needs)
 
 
 def test_lora_touches_only_q_and_k_of_the_fused_unetr_qkv():

@@ -4,8 +4,6 @@ import io
 import json
 import math
 
-import pytest
-
 from PETITELib import cli
 from PETITELib.progress import JsonLinesProgress, ProgressEvent, event_from_json
 
@@ -37,8 +35,6 @@ def test_every_command_takes_progress_json():
 
 
 def test_a_command_reports_json_lines_on_stderr_and_keeps_stdout(tmp_path, capsys):
-    from PETITELib.data.simulator.cohort_writer import simulate_cohort  # noqa: F401  (needs the simulator)
-
     code = cli.main(["simulate", "--out", str(tmp_path / "sim"), "--scanners", "4", "--subjects", "1",
                      "--mode", "fast", "--progress-json"])
     assert code == 0

@@ -33,6 +33,9 @@ def add_training_overrides(parser) -> None:
     group.add_argument("--overlap", type=float, help="sliding-window overlap used for validation (0..0.9, default 0.25)")
     group.add_argument("--checkpointing", action="store_true", default=None,
                        help="recompute transformer activations in the backward pass: less memory, more time")
+    group.add_argument("--compile", action="store_true", default=None,
+                       help="run the training forward through torch.compile (off by default: not shown "
+                            "to be faster; measure with 'petite bench-cost --compile', see docs/peft-cost.md)")
     group.add_argument("--resume", action="store_true",
                        help="continue the interrupted run that writes OUT (from OUT.ckpt/)")
     group.add_argument("--overwrite", action="store_true", help="replace an existing OUT")

@@ -5,7 +5,7 @@ from .. import api
 from .options import add_device, add_seed, add_training_overrides, progress_bar
 
 OVERRIDES = ("epochs", "lr", "weight_decay", "batch_size", "crops_per_subject", "val_subjects",
-             "val_every", "patience", "overlap", "checkpointing")
+             "val_every", "patience", "overlap", "checkpointing", "compile")
 
 
 def _overrides(args) -> dict:

@@ -55,6 +55,22 @@ def autocast_context(device: torch.device):
     return contextlib.nullcontext()
 
 
+def training_autocast(device: torch.device):
+    """Mixed-precision context for training steps: bfloat16 autocast on CUDA devices that support
+    it, a no-op elsewhere (no float16 fallback: it would need loss scaling). Weights, gradients
+    and optimizer state stay float32; only the forward computation runs in bfloat16."""
+    import contextlib
+
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def training_precision(device: torch.device) -> str:
+    """What :func:`training_autocast` does on ``device``: "bfloat16-autocast" or "float32"."""
+    return "bfloat16-autocast" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+
+
 def describe_device(device: torch.device) -> str:
     """Human-readable device name recorded in metadata, e.g. ``cuda (NVIDIA H100)`` or ``cpu (2 threads)``."""
     if device.type == "cuda":

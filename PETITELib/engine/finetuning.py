@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..progress import CancelToken, ProgressCallback
-from .devices import describe_device, select_device
+from .devices import describe_device, select_device, training_precision
 from .jobs import (check_output, keeps_host_state, load_training_data, run_training, seed_everything,
                    validation_baseline)
 from .models import load_base, resolve_base
@@ -13,6 +13,19 @@ from .settings import finetune_defaults
 from .training import load_model_state
 
 WARMUP_FRACTION = 0.05  # for Table 3's "WarmupCosine" schedule (UNETR Full-FT)
+
+
+def prepare_for_finetuning(generator, discriminator, peft):
+    """Apply PEFT spec ``peft`` to ``generator`` (only its tensors train; frozen layers keep
+    only what the backward pass needs) and freeze ``discriminator`` (or None), which only
+    passes the adversarial gradient, with memory-lean layers too. Returns the parsed spec."""
+    from ..peft import apply_peft, make_frozen_layers_lean
+
+    spec = apply_peft(generator, peft)
+    if discriminator is not None:
+        discriminator.requires_grad_(False)
+        make_frozen_layers_lean(discriminator)
+    return spec
 
 
 @keeps_host_state
@@ -30,22 +43,20 @@ def finetune(cohort_dir, *, base=None, peft: str = "petite", out, epochs: Option
     adapter (a full model for ``full``) whose metadata records the spec, epochs, best epoch,
     validation metrics, wall time, peak memory and device. Returns its path.
     """
-    from ..peft import apply_peft, count_parameters, default_hyperparameters, save_adapter, save_base_model
+    from ..peft import count_parameters, default_hyperparameters, save_adapter, save_base_model
 
     torch_device = select_device(device)
     seed_everything(seed)  # PEFT layers are initialised randomly (e.g. LoRA's down-projection)
     base_path = resolve_base(base)
     loaded = load_base(base_path, torch_device)
     generator, discriminator = loaded.model, loaded.discriminator
-    spec = apply_peft(generator, peft)
+    spec = prepare_for_finetuning(generator, discriminator, peft)
     table3 = default_hyperparameters(generator.backbone_name, spec)
     warmup = WARMUP_FRACTION if table3.schedule == "warmup-cosine" else 0.0
     settings = finetune_defaults(generator.backbone_name, generator.preset, table3.learning_rate,
                                  table3.weight_decay, warmup).with_overrides(epochs=epochs, lr=lr, **overrides)
     out = check_output(out, resume, overwrite)
     generator.gradient_checkpointing = settings.checkpointing
-    if discriminator is not None:
-        discriminator.requires_grad_(False)
     count = count_parameters(generator)
     data = load_training_data(cohort_dir, settings, seed, progress, cancel)
     baseline = validation_baseline(data)
@@ -53,7 +64,8 @@ def finetune(cohort_dir, *, base=None, peft: str = "petite", out, epochs: Option
            "spec": spec.canonical, "seed": seed, "settings": settings.as_dict(), **data.summary()}
 
     def training_summary(extra: dict) -> dict:
-        return {**job, "device": describe_device(torch_device), "trainable_parameters": count.trainable,
+        return {**job, "device": describe_device(torch_device), "precision": training_precision(torch_device),
+                "trainable_parameters": count.trainable,
                 "total_parameters": count.total, "percent": count.percent,
                 "val_input_metrics": baseline, **extra}
 

@@ -135,19 +135,32 @@ def load_training_data(cohort_dir, settings: TrainSettings, seed: int,
     return TrainingData(cohort, prepared[:len(train)], prepared[len(train):])
 
 
+def generator_forward(generator: nn.Module, compile: bool = False):
+    """What computes the generator's output in training steps: ``generator`` itself, or with
+    ``compile`` its ``torch.compile``-d version (same parameters; compiled on the first step)."""
+    if not compile:
+        return generator
+    if not hasattr(torch, "compile"):
+        raise PetiteError("--compile: this torch has no torch.compile (it needs torch >= 2.0)")
+    return torch.compile(generator)
+
+
 def build_objective(generator: nn.Module, discriminator: Optional[nn.Module], train_discriminator: bool,
                     settings: TrainSettings, total_steps: int):
     """The objective of a run: L1 (no discriminator) or L1 x 100 + adversarial (with one)."""
     warmup = int(round(settings.warmup_fraction * total_steps))
     schedule = CosineSchedule(settings.lr, total_steps, warmup)
     optimizer = adamw(generator, settings.lr, settings.weight_decay)
+    forward = generator_forward(generator, settings.compile)
     if discriminator is None:
-        return L1Objective(generator, optimizer, schedule)
+        return L1Objective(generator, optimizer, schedule, forward=forward)
     if not train_discriminator:
-        return AdversarialObjective(generator, discriminator, optimizer, schedule, l1_weight=L1_WEIGHT)
+        return AdversarialObjective(generator, discriminator, optimizer, schedule, l1_weight=L1_WEIGHT,
+                                    forward=forward)
     d_optimizer = adamw(discriminator, DISCRIMINATOR_LR, settings.weight_decay, betas=DISCRIMINATOR_BETAS)
     return AdversarialObjective(generator, discriminator, optimizer, schedule, d_optimizer,
-                                CosineSchedule(DISCRIMINATOR_LR, total_steps, warmup), l1_weight=L1_WEIGHT)
+                                CosineSchedule(DISCRIMINATOR_LR, total_steps, warmup), l1_weight=L1_WEIGHT,
+                                forward=forward)
 
 
 def run_training(*, generator: nn.Module, discriminator: Optional[nn.Module], train_discriminator: bool,

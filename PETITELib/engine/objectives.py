@@ -5,16 +5,31 @@
 discriminator that sees the pair [short, candidate] as two channels. During pre-training
 the discriminator learns too; during fine-tuning it stays frozen and only passes gradients.
 Tensors are (B, 1, 64, 64, 64) float32 in normalised units.
+
+On CUDA the forward passes and losses run under bfloat16 autocast (weights, gradients and
+optimizer state stay float32; see :func:`~PETITELib.engine.devices.training_autocast`).
+``forward``: what computes the generator's output (default the generator itself; a
+``torch.compile``-d generator when the run asks for it). ``step(..., timer=None)``: a timer, if
+given, is called as ``timer("forward")``, ``timer("backward")`` and ``timer("optimizer")`` when
+each phase of the generator's update ends (``petite bench-cost`` measures them).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .devices import training_autocast
 from .schedule import CosineSchedule
+
+PhaseTimer = Callable[[str], None]
+
+
+def _mark(timer: Optional[PhaseTimer], phase: str) -> None:
+    if timer is not None:
+        timer(phase)
 
 
 def trainable_parameters(model: nn.Module):
@@ -31,21 +46,27 @@ def adamw(model: nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.999)) 
 class L1Objective:
     """Generator-only training with an L1 loss; ``optimizers`` names each optimizer for checkpoints."""
 
-    def __init__(self, generator: nn.Module, optimizer: torch.optim.Optimizer, schedule: CosineSchedule):
+    def __init__(self, generator: nn.Module, optimizer: torch.optim.Optimizer, schedule: CosineSchedule,
+                 forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         self.generator = generator
+        self.forward = generator if forward is None else forward
         self.optimizers = {"generator": optimizer}
         self.schedules = {"generator": schedule}
         self.models = {"generator": generator}
 
-    def step(self, short: torch.Tensor, long: torch.Tensor) -> Dict[str, float]:
+    def step(self, short: torch.Tensor, long: torch.Tensor, timer: Optional[PhaseTimer] = None) -> Dict[str, float]:
         """One optimisation step on a batch; returns ``{"loss": L1}``."""
         optimizer = self.optimizers["generator"]
         self.schedules["generator"].apply(optimizer)
         optimizer.zero_grad(set_to_none=True)
-        loss = F.l1_loss(self.generator(short), long)
+        with training_autocast(short.device):
+            loss = F.l1_loss(self.forward(short).float(), long)
+        _mark(timer, "forward")
         loss.backward()
+        _mark(timer, "backward")
         optimizer.step()
         self.schedules["generator"].advance()
+        _mark(timer, "optimizer")
         return {"loss": float(loss.detach())}
 
 
@@ -61,8 +82,10 @@ class AdversarialObjective:
     def __init__(self, generator: nn.Module, discriminator: nn.Module,
                  generator_optimizer: torch.optim.Optimizer, generator_schedule: CosineSchedule,
                  discriminator_optimizer: Optional[torch.optim.Optimizer] = None,
-                 discriminator_schedule: Optional[CosineSchedule] = None, l1_weight: float = 100.0):
+                 discriminator_schedule: Optional[CosineSchedule] = None, l1_weight: float = 100.0,
+                 forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         self.generator = generator
+        self.forward = generator if forward is None else forward
         self.discriminator = discriminator
         self.l1_weight = l1_weight
         self.optimizers = {"generator": generator_optimizer}
@@ -80,16 +103,18 @@ class AdversarialObjective:
     def _logits(self, short: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
         return self.discriminator(short, candidate)
 
-    def step(self, short: torch.Tensor, long: torch.Tensor) -> Dict[str, float]:
+    def step(self, short: torch.Tensor, long: torch.Tensor, timer: Optional[PhaseTimer] = None) -> Dict[str, float]:
         """Discriminator step (pre-training only), then generator step; returns the losses."""
-        fake = self.generator(short)
+        with training_autocast(short.device):
+            fake = self.forward(short).float()
         metrics = {}
         if self.trains_discriminator:
             opt_d = self.optimizers["discriminator"]
             self.schedules["discriminator"].apply(opt_d)
             opt_d.zero_grad(set_to_none=True)
-            real_logits = self._logits(short, long)
-            fake_logits = self._logits(short, fake.detach())
+            with training_autocast(short.device):
+                real_logits = self._logits(short, long).float()
+                fake_logits = self._logits(short, fake.detach()).float()
             loss_d = 0.5 * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                             + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
             loss_d.backward()
@@ -99,12 +124,16 @@ class AdversarialObjective:
         opt_g = self.optimizers["generator"]
         self.schedules["generator"].apply(opt_g)
         opt_g.zero_grad(set_to_none=True)
-        adv_logits = self._logits(short, fake)
+        with training_autocast(short.device):
+            adv_logits = self._logits(short, fake).float()
         l1 = F.l1_loss(fake, long)
         loss_adv = F.binary_cross_entropy_with_logits(adv_logits, torch.ones_like(adv_logits))
         loss = self.l1_weight * l1 + loss_adv
+        _mark(timer, "forward")
         loss.backward()
+        _mark(timer, "backward")
         opt_g.step()
         self.schedules["generator"].advance()
+        _mark(timer, "optimizer")
         metrics.update(loss=float(l1.detach()), loss_adv=float(loss_adv.detach()))
         return metrics

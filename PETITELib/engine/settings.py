@@ -28,7 +28,8 @@ class TrainSettings:
     stopping; 0: train every epoch, the best epoch is kept either way); overlap:
     sliding-window overlap for validation; checkpointing: recompute the
     transformer blocks' activations in the backward pass instead of storing them (less memory,
-    more time; the result is the same).
+    more time; the result is the same); compile: run the generator's training forward through
+    ``torch.compile`` (off by default: not shown to be faster, see docs/peft-cost.md).
     """
 
     epochs: int
@@ -42,6 +43,7 @@ class TrainSettings:
     warmup_fraction: float = 0.0
     checkpointing: bool = False
     patience: int = 0
+    compile: bool = False
 
     def with_overrides(self, **overrides) -> "TrainSettings":
         """A copy with the given non-None values replaced, checked (PetiteError names the option)."""

@@ -16,9 +16,10 @@ from .adapter_files import (AdapterFile, AdapterMetadata, activate_adapter, chec
 from .base_files import BaseModel, base_model_sha256, load_base_model, save_base_model
 from .catalogue import CatalogueEntry, method_catalogue
 from .hyperparameters import TrainingDefaults, default_hyperparameters
+from .layers import make_frozen_layers_lean
 from .model import (AppliedPeft, ParameterCount, applied_peft, apply_peft, base_state_dict, base_weights_sha256,
                     count_parameters, merge_peft, peft_state_dict, remove_peft, tensors_sha256,
-                    trainable_parameters)
+                    trainable_parameters, unmerge_peft)
 from .registry import METHODS, PRESETS, PeftMethod
 from .spec import PeftSpec, PeftTerm, parse_spec
 from .switcher import AdapterSwitcher
@@ -28,7 +29,7 @@ __all__ = [
     "METHODS", "PRESETS", "ParameterCount", "PeftMethod", "PeftSpec", "PeftTerm", "TrainingDefaults",
     "activate_adapter", "applied_peft", "apply_peft", "base_model_sha256", "base_state_dict",
     "base_weights_sha256", "check_adapter_fits", "count_parameters", "default_hyperparameters",
-    "load_adapter", "load_base_model", "merge_peft", "method_catalogue", "parse_spec", "peft_state_dict",
+    "load_adapter", "load_base_model", "make_frozen_layers_lean", "merge_peft", "method_catalogue", "parse_spec", "peft_state_dict",
     "read_adapter", "remove_peft", "save_adapter", "save_base_model", "tensors_sha256",
-    "trainable_parameters",
+    "trainable_parameters", "unmerge_peft",
 ]

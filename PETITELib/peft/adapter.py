@@ -5,7 +5,8 @@ block (Linear down/up on (B, N, C) tokens) and after every residual conv block o
 (1x1x1 Conv3d down/up on (B, C, D, H, W)). Bottleneck width = max(1, C // rf). Only the
 up-projection starts at zero (weights and bias), so the model is unchanged at first while the
 down-projection is a normal random layer; its gradient is exactly zero until the
-up-projection has moved (one optimizer step). Not mergeable (it is non-linear).
+up-projection has moved (one optimizer step). The adapter is attached to the block it follows
+(see :mod:`.layers`). Not mergeable (it is non-linear).
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from torch import nn
 from ..backbones.base import PartSites
 from .configs import AdapterConfig
 from .handles import MethodHandle
+from .layers import OutputMethod
 
 Config = AdapterConfig
 
 
-class BottleneckAdapter(nn.Module):
+class BottleneckAdapter(OutputMethod):
     """Residual bottleneck C -> C // rf -> C on tokens (Linear) or volumes (1x1x1 Conv3d)."""
 
     def __init__(self, channels: int, bottleneck: int, layout: str) -> None:
@@ -32,9 +34,9 @@ class BottleneckAdapter(nn.Module):
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
-    def forward(self, target: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        """output: the ``target``'s (B, N, C) or (B, C, D, H, W) output -> same shape."""
-        return output + self.up(self.act(self.down(output)))
+    def forward(self, block: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """y: the ``block``'s (B, N, C) or (B, C, D, H, W) output -> same shape."""
+        return y + self.up(self.act(self.down(y)))
 
 
 def inject(model: nn.Module, part: str, sites: PartSites, config: AdapterConfig) -> MethodHandle:

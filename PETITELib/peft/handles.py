@@ -1,9 +1,9 @@
-"""How a PEFT method changes a model, and how it is merged or undone.
+"""How a PEFT method changes a model, and how it is merged, unmerged or undone.
 
-Additive methods *attach* a small layer as a child of the layer they adapt (e.g.
-``vit.blocks.0.attn.qkv.lora``) and register a forward hook that replaces the target's output
-``y`` by ``layer(target, x, y)``. Base parameters keep their names, so a base-model file loads into a
-model with or without adapters, and adapter files name only the new tensors.
+Additive methods *attach* a method layer to the layer they adapt (see :mod:`.layers`): it
+becomes a child under its slot name (e.g. ``vit.blocks.0.attn.qkv.lora``) and the layer's
+forward composes it. Base parameters keep their names, so a base-model file loads into a model
+with or without adapters, and adapter files name only the new tensors.
 Selective methods train base tensors in place; their original values are kept so that the
 base can be restored exactly (switching adapters) and hashed (adapter/base matching).
 """
@@ -14,26 +14,38 @@ from typing import Callable, Dict, List, Optional, Set
 
 import torch
 from torch import nn
-from torch.utils.hooks import RemovableHandle
+
+from .layers import attach_method, detach_method
 
 
 @dataclass
 class Attachment:
-    """A layer attached to ``target`` as child ``slot``, applied by a forward hook."""
+    """Method layer ``layer`` attached to ``target`` (module ``target_name``) as child ``slot``.
+
+    ``merged``: folded into the target's weights and detached; ``position``: where it sat among
+    the target's methods when it was detached (merges and unmerges run in opposite orders, so
+    putting it back there restores the order of application).
+    """
 
     target_name: str
     target: nn.Module
     slot: str
     layer: nn.Module
-    hook: RemovableHandle
     attached: bool = True
+    merged: bool = False
+    position: Optional[int] = None
 
     def detach(self) -> None:
-        """Remove the hook and the child module (no-op when already detached)."""
+        """Take the method layer off the target (no-op when already detached)."""
         if self.attached:
-            self.hook.remove()
-            delattr(self.target, self.slot)
+            self.position = detach_method(self.target, self.slot)
             self.attached = False
+
+    def reattach(self) -> None:
+        """Put the method layer back where it was."""
+        if not self.attached:
+            attach_method(self.target, self.slot, self.layer, self.position)
+            self.attached = True
 
 
 @dataclass
@@ -52,14 +64,15 @@ class MethodHandle:
     base_originals: Dict[str, Optional[torch.Tensor]] = field(default_factory=dict)
     attachments: List[Attachment] = field(default_factory=list)
     undo: List[Callable[[], None]] = field(default_factory=list)
+    merged_trainable: Dict[str, nn.Parameter] = field(default_factory=dict)
 
     def attach(self, model: nn.Module, target_name: str, slot: str, layer: nn.Module) -> None:
-        """Attach ``layer`` to module ``target_name``: its output y becomes ``layer(target, x, y)``."""
+        """Attach method ``layer`` to module ``target_name`` under ``slot`` (see :mod:`.layers`)."""
         target = model.get_submodule(target_name)
         reference = next(model.parameters())
-        target.add_module(slot, layer.to(device=reference.device, dtype=reference.dtype))
-        hook = target.register_forward_hook(lambda module, args, output: layer(module, args[0], output))
-        self.attachments.append(Attachment(target_name, target, slot, layer, hook))
+        layer = layer.to(device=reference.device, dtype=reference.dtype)
+        attach_method(target, slot, layer)
+        self.attachments.append(Attachment(target_name, target, slot, layer))
         for name, parameter in layer.named_parameters():
             self.add_new(f"{target_name}.{slot}.{name}", parameter)
 
@@ -83,7 +96,8 @@ class MethodHandle:
         self.undo.append(restore)
 
     def snapshot_weights(self, name: str, module: nn.Module) -> None:
-        """Remember ``module.weight``/``bias`` (and ``affine``) before a merge rewrites them."""
+        """Remember ``module.weight``/``bias`` (and ``affine``) before a merge rewrites them, so
+        that :meth:`remove` restores the exact base (an unmerge is exact only to rounding)."""
         saved = {attr: None if getattr(module, attr) is None else getattr(module, attr).detach().clone()
                  for attr in ("weight", "bias")}
         affine = getattr(module, "affine", None)
@@ -103,17 +117,37 @@ class MethodHandle:
         self.undo.append(restore)
 
     def merge(self) -> None:
-        """Fold each attached layer into its target's weights and detach it (output unchanged)."""
+        """Fold each attached method layer into its target's weights and detach it (output
+        unchanged); its tensors stop training until :meth:`unmerge`."""
         for attachment in self.attachments:
             if attachment.attached:
-                self.snapshot_weights(attachment.target_name, attachment.target)
+                if not attachment.merged and f"{attachment.target_name}.weight" not in self.base_originals:
+                    self.snapshot_weights(attachment.target_name, attachment.target)
                 with torch.no_grad():
-                    attachment.layer.merge_into(attachment.target)
+                    attachment.layer.merge(attachment.target)
                 attachment.detach()
+                attachment.merged = True
+        self.merged_trainable.update(self.trainable)
+        for parameter in self.trainable.values():
+            parameter.requires_grad_(False)
         self.trainable.clear()
 
+    def unmerge(self) -> None:
+        """Undo :meth:`merge`: take each method layer's contribution back out of its target's
+        weights (exact to rounding) and attach it again; its tensors train again."""
+        for attachment in reversed(self.attachments):
+            if attachment.merged:
+                with torch.no_grad():
+                    attachment.layer.unmerge(attachment.target)
+                attachment.reattach()
+                attachment.merged = False
+        for parameter in self.merged_trainable.values():
+            parameter.requires_grad_(True)
+        self.trainable.update(self.merged_trainable)
+        self.merged_trainable.clear()
+
     def remove(self) -> None:
-        """Undo everything: detach layers, restore base tensors and attributes."""
+        """Undo everything: detach method layers, restore base tensors and attributes."""
         for attachment in self.attachments:
             attachment.detach()
         for restore in reversed(self.undo):
@@ -121,3 +155,4 @@ class MethodHandle:
         self.attachments.clear()
         self.undo.clear()
         self.trainable.clear()
+        self.merged_trainable.clear()

@@ -6,7 +6,12 @@ row block; v is untouched and no unused layers are created), and every convoluti
 part (down-projection = a conv with the target's kernel to r channels, up-projection = 1x1x1
 conv to the target's outputs). A is initialised like the layer it adapts (Kaiming uniform),
 B with zeros, so the model is unchanged at first; note that A's gradient is then exactly zero
-until B has moved (one optimizer step). Mergeable: ``W += (alpha / r) * B A``.
+until B has moved (one optimizer step). Mergeable: ``W += (alpha / r) * B A``; unmerge
+subtracts it again.
+
+The layer computes ``y = base(x) + scaling * B A x`` in one pass: the frozen base keeps no copy
+of ``x`` (see :mod:`.frozen`); the low-rank path keeps ``x`` and the r-channel hidden tensor,
+which are what A's and B's gradients need.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from torch import nn
 from ..backbones.base import LoRATarget, PartSites
 from .configs import LoRAConfig
 from .handles import MethodHandle
+from .layers import OutputMethod
 
 Config = LoRAConfig
 
@@ -30,12 +36,14 @@ def _kaiming(shape: Tuple[int, ...]) -> torch.Tensor:
     return weight
 
 
-class LoRALinear(nn.Module):
+class LoRALinear(OutputMethod):
     """Low-rank update of equal, contiguous output-row blocks of a Linear (in -> out).
 
     down: (S, r, in), up: (S, d, r) for S blocks of d rows starting at row ``start``.
-    Hooked: y (..., out) -> y + pad(scaling * [B_s A_s x]_s) on rows start .. start + S*d.
+    y (..., out) -> y + pad(scaling * [B_s A_s x]_s) on rows start .. start + S*d.
     """
+
+    mergeable = True
 
     def __init__(self, linear: nn.Linear, row_blocks: Tuple[Tuple[int, int], ...], r: int, alpha: float) -> None:
         super().__init__()
@@ -50,25 +58,35 @@ class LoRALinear(nn.Module):
         self.down = nn.Parameter(torch.stack([_kaiming((r, linear.in_features)) for _ in row_blocks]))
         self.up = nn.Parameter(torch.zeros(len(row_blocks), rows, r))
 
-    def forward(self, linear: nn.Linear, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        """x: (..., in), output: (..., out) of the target ``linear`` -> (..., out)."""
+    def forward(self, linear: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x: (..., in), y: (..., out) the base output of ``linear`` -> (..., out)."""
         hidden = torch.einsum("...i,sri->...sr", x, self.down)
         delta = torch.einsum("...sr,sdr->...sd", hidden, self.up).flatten(-2) * self.scaling
-        return output + F.pad(delta, (self.start, self.out_features - self.start - delta.shape[-1]))
+        return y + F.pad(delta, (self.start, self.out_features - self.start - delta.shape[-1]))
 
-    def merge_into(self, linear: nn.Linear) -> None:
+    def _delta(self) -> torch.Tensor:
+        return torch.einsum("sdr,sri->sdi", self.up, self.down).flatten(0, 1) * self.scaling
+
+    def merge(self, linear: nn.Linear) -> None:
         """Add the low-rank update to ``linear.weight`` (out, in)."""
-        delta = torch.einsum("sdr,sri->sdi", self.up, self.down).flatten(0, 1) * self.scaling
+        delta = self._delta()
         linear.weight[self.start:self.start + delta.shape[0]] += delta
 
+    def unmerge(self, linear: nn.Linear) -> None:
+        """Subtract the low-rank update from ``linear.weight`` again."""
+        delta = self._delta()
+        linear.weight[self.start:self.start + delta.shape[0]] -= delta
 
-class LoRAConv(nn.Module):
+
+class LoRAConv(OutputMethod):
     """Low-rank update of a Conv3d or ConvTranspose3d (groups 1, zero padding).
 
     down: the target's kernel from ``in`` to r channels (Conv3d weight (r, in, k, k, k);
     ConvTranspose3d weight (in, r, k, k, k)), same stride/padding/dilation; up: (out, r, 1, 1, 1).
-    Hooked: y (B, out, ...) -> y + scaling * up(down(x)).
+    y (B, out, ...) -> y + scaling * up(down(x)).
     """
+
+    mergeable = True
 
     def __init__(self, conv: nn.Module, r: int, alpha: float) -> None:
         super().__init__()
@@ -82,23 +100,28 @@ class LoRAConv(nn.Module):
         self.down = nn.Parameter(down.transpose(0, 1).contiguous() if self.transposed else down)
         self.up = nn.Parameter(torch.zeros(conv.out_channels, r, 1, 1, 1))
 
-    def forward(self, conv: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        """x: (B, in, D, H, W), output: (B, out, D', H', W') of the target ``conv`` -> same as output."""
+    def forward(self, conv: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x: (B, in, D, H, W), y: (B, out, D', H', W') the base output of ``conv`` -> same as y."""
         if self.transposed:
             hidden = F.conv_transpose3d(x, self.down, None, self.stride, self.padding,
                                         self.output_padding, 1, self.dilation)
         else:
             hidden = F.conv3d(x, self.down, None, self.stride, self.padding, self.dilation)
-        return output + F.conv3d(hidden, self.up) * self.scaling
+        return y + F.conv3d(hidden, self.up) * self.scaling
 
-    def merge_into(self, conv: nn.Module) -> None:
-        """Add the low-rank update to ``conv.weight``."""
+    def _delta(self) -> torch.Tensor:
         up = self.up[:, :, 0, 0, 0]
         if self.transposed:
-            delta = torch.einsum("irxyz,or->ioxyz", self.down, up)
-        else:
-            delta = torch.einsum("or,rixyz->oixyz", up, self.down)
-        conv.weight += delta * self.scaling
+            return torch.einsum("irxyz,or->ioxyz", self.down, up) * self.scaling
+        return torch.einsum("or,rixyz->oixyz", up, self.down) * self.scaling
+
+    def merge(self, conv: nn.Module) -> None:
+        """Add the low-rank update to ``conv.weight``."""
+        conv.weight += self._delta()
+
+    def unmerge(self, conv: nn.Module) -> None:
+        """Subtract the low-rank update from ``conv.weight`` again."""
+        conv.weight -= self._delta()
 
 
 def _layer_for(target: nn.Module, site: LoRATarget, config: LoRAConfig) -> nn.Module:

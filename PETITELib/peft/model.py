@@ -1,5 +1,6 @@
 """Applying a PEFT spec to a backbone, and everything asked of the result: trainable tensors,
-parameter counts, merging, removal, and the untouched base weights with their SHA-256.
+parameter counts, merging and unmerging, removal, and the untouched base weights with their
+SHA-256.
 
 The record of what was applied lives on the model as ``model.petite_peft`` (an
 :class:`AppliedPeft`, or None).
@@ -16,6 +17,7 @@ from torch import nn
 from ..backbones.base import BackboneMixin
 from ..errors import PetiteError
 from .handles import MethodHandle
+from .layers import make_frozen_layers_lean, restore_plain
 from .registry import METHODS
 from .spec import PeftSpec, parse_spec
 
@@ -59,9 +61,10 @@ def applied_peft(model: nn.Module) -> Optional[AppliedPeft]:
 def apply_peft(model: nn.Module, spec) -> PeftSpec:
     """Apply ``spec`` (text or :class:`PeftSpec`) to backbone ``model`` in place.
 
-    Freezes every base parameter, adds the methods' layers (identity at first for additive
-    methods), makes exactly the methods' tensors trainable, and keeps BatchNorm layers on
-    their running statistics. ``full`` makes every parameter trainable instead.
+    Freezes every base parameter, makes the frozen layers memory-lean (they keep only what
+    the backward pass needs, see :mod:`.frozen`), adds the methods' layers (identity at first
+    for additive methods), makes exactly the methods' tensors trainable, and keeps BatchNorm
+    layers on their running statistics. ``full`` makes every parameter trainable instead.
     Returns the parsed spec. Raises :class:`PetiteError` for a bad spec or when the model
     already carries one (call :func:`remove_peft` first).
     """
@@ -79,6 +82,7 @@ def apply_peft(model: nn.Module, spec) -> PeftSpec:
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         parts = model.peft_parts()
+        make_frozen_layers_lean(model)
         try:
             for term in parsed.terms:
                 handles.append(METHODS[term.method].inject(model, term.part, parts[term.part], term.config))
@@ -88,6 +92,7 @@ def apply_peft(model: nn.Module, spec) -> PeftSpec:
         except BaseException:
             for handle in reversed(handles):
                 handle.remove()
+            restore_plain(model)
             for name, parameter in model.named_parameters():
                 parameter.requires_grad_(before[name])
             raise
@@ -106,6 +111,7 @@ def remove_peft(model: nn.Module) -> None:
         return
     for handle in reversed(record.handles):
         handle.remove()
+    restore_plain(model)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(record.requires_grad_before.get(name, False))
         parameter.grad = None
@@ -115,10 +121,12 @@ def remove_peft(model: nn.Module) -> None:
 
 
 def merge_peft(model: nn.Module) -> List[str]:
-    """Fold LoRA and SSF layers into the base weights (same output, layers gone).
+    """Fold LoRA and SSF layers into the base weights (same output, layers gone, their
+    tensors no longer trained) for zero-cost inference.
 
     Other methods stay as they are (BitFit/LayerNorm already live in base tensors; adapters
-    and prompts cannot be folded). :func:`remove_peft` still restores the original base.
+    and prompts cannot be folded). :func:`unmerge_peft` takes the layers out of the weights
+    again; :func:`remove_peft` restores the original base exactly either way.
     Returns the names of the merged methods (each once).
     """
     record = applied_peft(model)
@@ -126,11 +134,27 @@ def merge_peft(model: nn.Module) -> List[str]:
         return []
     merged = []
     for handle in record.handles:
-        if METHODS[handle.method].mergeable and handle.attachments:
+        if METHODS[handle.method].mergeable and any(a.attached for a in handle.attachments):
             handle.merge()
             merged.append(handle.method)
     record.merged = record.merged or bool(merged)
     return list(dict.fromkeys(merged))
+
+
+def unmerge_peft(model: nn.Module) -> List[str]:
+    """Undo :func:`merge_peft`: subtract the merged LoRA and SSF contributions from the base
+    weights (exact to float rounding, about 1e-7 relative) and put their layers back, trainable
+    again. Returns the names of the unmerged methods (each once)."""
+    record = applied_peft(model)
+    if record is None or not record.merged:
+        return []
+    unmerged = []
+    for handle in reversed(record.handles):
+        if any(a.merged for a in handle.attachments):
+            handle.unmerge()
+            unmerged.append(handle.method)
+    record.merged = False
+    return list(dict.fromkeys(reversed(unmerged)))
 
 
 def trainable_parameters(model: nn.Module) -> Dict[str, nn.Parameter]:
@@ -170,8 +194,12 @@ def base_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     record = applied_peft(model)
     state = {name: t for name, t in model.state_dict().items() if name not in _added_names(model)}
     if record is not None:
-        for handle in record.handles:
+        restored = set()
+        for handle in record.handles:  # the first handle that changed a tensor saw the base value
             for name, original in handle.base_originals.items():
+                if name in restored:
+                    continue
+                restored.add(name)
                 if original is None:
                     state.pop(name, None)
                 else:

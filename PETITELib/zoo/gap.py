@@ -63,7 +63,7 @@ def gap_markdown(result: dict) -> str:
     lines += ["", f"- Target scanners with a gap of 1.0-2.0 dB: {summary['in_paper_range']} "
                   f"(the paper: 1.1-1.7 dB); the aim is at least 3 of 4.",
               f"- The base alone beats the short scan on every target: {summary['base_beats_input_everywhere']}.",
-              f"- SSIM (head) short / No-FT / Full-FT: " + "; ".join(
+              "- SSIM (head) short / No-FT / Full-FT: " + "; ".join(
                   f"scanner {k} {v['input']['ssim']:.3f} / {v['no-ft']['ssim']:.3f} / {v['full']['ssim']:.3f}"
                   for k, v in result["targets"].items())]
     return "\n".join(lines) + "\n"
