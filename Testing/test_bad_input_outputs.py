@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -177,18 +176,22 @@ def test_immutable_existing_output_with_overwrite_is_refused(scans, tmp_path, ca
         chattr(output, "-i")
 
 
-def test_output_under_proc_or_below_a_file_or_onto_a_folder_is_refused(scans, tmp_path, capsys):
+UNWRITABLE = {  # case: (output below tmp_path or absolute, a name the error line must contain)
+    "under-proc-folder": ("/proc/petite-test/out.nii.gz", "/proc/petite-test"),
+    "under-proc": ("/proc/out.nii.gz", "/proc/out.nii.gz"),
+    "below-a-file": ("notes.txt/out.nii.gz", "notes.txt"),
+    "onto-a-folder": ("folder.nii.gz", "folder.nii.gz"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNWRITABLE))
+def test_output_under_proc_or_below_a_file_or_onto_a_folder_is_refused(case, scans, tmp_path, capsys):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("a file, not a folder")
-    a_folder = tmp_path / "folder.nii.gz"
-    a_folder.mkdir()
-    cases = [(Path("/proc/petite-test/out.nii.gz"), "/proc/petite-test"),
-             (Path("/proc/out.nii.gz"), "/proc/out.nii.gz"),
-             (a_file / "out.nii.gz", "notes.txt"),
-             (a_folder, "folder.nii.gz")]
-    for output, name in cases:
-        refused(capsys, _reconstruct(scans, output, "--overwrite"), [name], inputs=[scans["short"], a_file],
-                folders=[tmp_path])
+    (tmp_path / "folder.nii.gz").mkdir()
+    output, name = UNWRITABLE[case]
+    refused(capsys, _reconstruct(scans, tmp_path / output, "--overwrite"), [name], inputs=[scans["short"], a_file],
+            folders=[tmp_path])
 
 
 @pytest.fixture
@@ -200,16 +203,17 @@ def full_disk(tmp_path):
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root): full-disk case not tested")
     try:
-        with open(mount / "filler", "wb") as handle:
-            try:
-                while True:
-                    handle.write(b"\0" * 4096)
-                    handle.flush()
-            except OSError:
+        descriptor = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(descriptor, b"\0" * 4096):
                 pass
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], check=True)
+        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_output_on_a_full_disk_is_refused_before_any_work(scans, full_disk, capsys):

@@ -1,6 +1,8 @@
 """Issue 14, volumes: the accepted input domain (docs/reliability.md), malformed NIfTI headers,
 outputs that are not finite or leave the sane range, and bad arrays given to the Python API.
 """
+import struct
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -26,8 +28,7 @@ def _reconstruct(path, output, *extra):
 
 def _raw_nifti(path, array, pixdim=(2.0, 2.0, 2.0), srow=None):
     """A NIfTI written field by field (nibabel refuses to build such headers from an affine)."""
-    image = nib.Nifti1Image(array, np.diag([*pixdim, 1.0]))
-    header = image.header
+    header = nib.Nifti1Image(array, None).header
     header["pixdim"][1:4] = pixdim
     header.set_qform(None, code=0)
     header["sform_code"] = 0
@@ -74,8 +75,13 @@ def test_volume_outside_the_accepted_domain_is_refused_saying_what_is_accepted(c
 
 
 def test_zero_voxel_size_in_the_header_is_refused(tmp_path, capsys):
-    source = _raw_nifti(tmp_path / "zero.nii.gz", short_and_long((64, 64, 40))[0], pixdim=(0.0, 2.0, 2.4))
-    line = refused(capsys, _reconstruct(source, tmp_path / "out.nii.gz"), ["zero.nii.gz"], inputs=[source],
+    source = _raw_nifti(tmp_path / "zero.nii", short_and_long((64, 64, 40))[0], pixdim=(2.0, 2.0, 2.4))
+    with open(source, "r+b") as handle:  # nibabel writes 1 for a 0 pixdim: patch the header's pixdim[1]
+        handle.seek(80)
+        handle.write(struct.pack("<f", 0.0))
+    with open(source, "rb") as handle:
+        assert nib.Nifti1Header.from_fileobj(handle, check=False)["pixdim"][1] == 0
+    line = refused(capsys, _reconstruct(source, tmp_path / "out.nii.gz"), ["zero.nii"], inputs=[source],
                    folders=[tmp_path])
     assert "voxel size" in line
 

@@ -3,21 +3,21 @@ from __future__ import annotations
 
 from .. import api
 from ..engine.inference import DEFAULT_OVERLAP
-from ..engine.reports import write_evaluation
+from ..engine.reports import evaluation_table
 from .options import add_device, progress_bar
 
 
 def run_evaluate(args) -> int:
-    """Print the markdown table; write it and the JSON when --out is given."""
+    """Print the markdown table; with --out the JSON and the table are written first (both are
+    checked, with every input, before the evaluation starts)."""
     progress = progress_bar(args)
     try:
         result = api.evaluate(args.cohort, base=args.base, adapters=args.adapter or (),
                               subjects=args.subjects, device=args.device, overlap=args.overlap,
-                              progress=progress)
+                              progress=progress, out=args.out, overwrite=args.overwrite)
     finally:
         progress.close()
-    table = write_evaluation(result, args.out, overwrite=args.overwrite)
-    print(table, end="")
+    print(evaluation_table(result), end="")
     return 0
 
 
@@ -31,7 +31,9 @@ def register(subparsers) -> None:
                     "as 'input'. Prints a markdown table of mean ± sd; --out also writes per-subject JSON.")
     parser.add_argument("--base", help="base model file (.safetensors) or shipped name; default: the "
                                        "shipped base model")
-    parser.add_argument("--adapter", action="append", help="adapter file (repeat for several)")
+    parser.add_argument("--adapter", action="append",
+                        help="adapter: a file, a shipped adapter's name (e.g. scanner4) or 'auto' (the shipped "
+                             "adapter for the cohort's grid), as for reconstruct; repeat for several")
     parser.add_argument("--cohort", required=True, help="cohort folder of held-out subjects")
     parser.add_argument("--subjects", nargs="+", help="only these subject ids (default: all)")
     parser.add_argument("--out", help="RESULT.json to write (RESULT.md is written beside it)")

@@ -1,6 +1,7 @@
 """``petite zoo``: list the shipped models, or rebuild them from their recorded commands."""
 from __future__ import annotations
 
+from ..output_claim import claim_outputs
 from ..zoo import load_manifest, verify_entry, zoo_dir
 from .options import add_device, progress_bar
 
@@ -37,8 +38,9 @@ def run_rebuild(args) -> int:
 
     progress = progress_bar(args)
     try:
-        document = rebuild_zoo(args.work, args.out or zoo_dir(), jobs=args.jobs, device=args.device,
-                               overwrite=args.overwrite, progress=progress)
+        with claim_outputs(folders={"--work": args.work, "--out": args.out or zoo_dir()}):
+            document = rebuild_zoo(args.work, args.out or zoo_dir(), jobs=args.jobs, device=args.device,
+                                   overwrite=args.overwrite, progress=progress)
     finally:
         progress.close()
     print(f"wrote {len(document['models'])} models ({document['total_mb']} MB) and manifest.json to "
