@@ -25,8 +25,8 @@ import numpy as np
 
 from .errors import PetiteError
 
-MIN_VOXELS = 32
-MIN_EXTENT_MM = 32.0
+MIN_VOXELS = 16
+MIN_EXTENT_MM = 48.0
 VOXEL_SIZE_MM = (0.5, 4.0)
 NEGATIVE_LEVEL = 0.01
 NEGATIVE_FRACTION = 0.001

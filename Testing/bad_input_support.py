@@ -14,7 +14,7 @@ from phantom_head import affine_for, short_and_long, write_plain_subject
 from PETITELib.cli import main
 from PETITELib.nifti_io import save_volume
 
-# In the accepted input domain (>= 32 voxels and >= 32 mm per axis), yet one 64^3 tile: fast.
+# In the accepted input domain (docs/reliability.md), yet a single 64^3 tile: fast.
 VOLUME_SHAPE = (64, 64, 40)
 
 

@@ -19,7 +19,7 @@ from PETITELib.peft import save_base_model
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
-MIN_VOXELS = 32  # per axis, as docs/reliability.md states
+MIN_VOXELS, MIN_EXTENT_MM = 16, 48  # per axis, as docs/reliability.md states
 
 
 def _reconstruct(path, output, *extra):
@@ -55,7 +55,7 @@ def _thin_slab():
 
 OUT_OF_DOMAIN = {  # name: (array, voxel size in mm, a word the error line must contain)
     "8-cube": (lambda: uniform_noise((8, 8, 8)), (2.0, 2.0, 2.0), f"{MIN_VOXELS}"),
-    "300x300x20": (_thin_slab, (0.64, 0.64, 1.22), f"{MIN_VOXELS}"),
+    "300x300x20": (_thin_slab, (0.64, 0.64, 1.22), f"{MIN_EXTENT_MM} mm"),
     "negative-30-percent": (_negative, (2.0, 2.0, 2.4), "negative"),
     "voxels-6mm": (lambda: short_and_long((64, 64, 40))[0], (6.0, 6.0, 6.0), "voxel size"),
     "no-activity": (lambda: np.zeros((64, 64, 40), np.float32), (2.0, 2.0, 2.4), "activity"),
