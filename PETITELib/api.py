@@ -109,8 +109,8 @@ def _named_adapters(base, adapters: Sequence, grid) -> Dict[str, Path]:
     for value in adapters:
         choice = choose_models(base, value, shape=shape, spacing=spacing)
         if choice.adapter is None:
-            raise PetiteError(f"--adapter {value}: {choice.note or 'no adapter chosen'} (the base alone is "
-                              "scored as no-ft already)")
+            raise PetiteError(f"--adapter {value}: chose no adapter ({choice.note or value}); the base alone is "
+                              "scored as no-ft already")
         entry = shipped_entry_for(choice.adapter)
         name = entry.name if entry is not None else Path(choice.adapter).name.split(".")[0]
         if name in named or name == "no-ft":

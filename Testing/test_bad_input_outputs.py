@@ -263,3 +263,23 @@ def test_inputs_are_never_modified_by_a_successful_run(scans, training, tmp_path
     assert listing(tmp_path) == {"r.nii.gz", "r_metrics.json", "r_error.nii.gz", "r_abs_error.nii.gz",
                                  "r_comparison.png"}
     assert all(sha256(p) == digest for p, digest in hashes.items())
+
+
+def test_every_command_tries_its_outputs_before_any_work(scans, training, tmp_path, capsys):
+    cohort, base = str(training["cohort"]), str(training["base"])
+    commands = {
+        "reconstruct": ["reconstruct", str(scans["short"]), "-o", "/proc/petite/out.nii.gz", "--quiet"],
+        "evaluate": ["evaluate", "--cohort", cohort, "--base", base, "--out", "/proc/petite/r.json", "--quiet"],
+        "pretrain": ["pretrain", "--cohort", cohort, "--backbone", "cvtgan", "--out", "/proc/petite/b.safetensors",
+                     *TINY],
+        "finetune": ["finetune", "--cohort", cohort, "--base", base, "--out", "/proc/petite/a.safetensors", *TINY],
+        "simulate": ["simulate", "--out", "/proc/petite", "--scanners", "4", "--subjects", "1", "--mode", "fast"],
+        "demo": ["demo", "--out", "/proc/petite", "--quiet"],
+        "bench": ["bench", "--backbone", "unetr", "--quick", "--out", "/proc/petite/r.json", "--quiet"],
+        "zoo rebuild": ["zoo", "rebuild", "--work", "/proc/petite", "--out", str(tmp_path / "zoo"), "--quiet"],
+    }
+    for name, argv in commands.items():
+        tic = time.perf_counter()
+        refused(capsys, argv, ["/proc/petite"], inputs=[scans["short"], training["cohort"], training["base"]],
+                folders=[tmp_path])
+        assert time.perf_counter() - tic < 60, f"{name} worked before refusing its output"
