@@ -1,9 +1,11 @@
 """The volumes PETITE's models accept, and the reconstructions PETITE agrees to hand back.
 
 Measured with the shipped UNETR (cpu preset) and its scanner adapters on simulated scans cut
-to slabs and cubes (docs/reliability.md): with fewer than 32 voxels along an axis the
-reconstruction is worse than the short scan it came from (2 mm grid: -0.9 dB at 24 slices,
--2.1 dB at 16), and an 8 x 8 x 8 volume comes back with values far below zero. Hence:
+to slabs (``Testing/benchmarks/input_domain.py``, docs/benchmarks/input-domain.json, discussed
+in docs/reliability.md): the thinner the volume the smaller the gain over the short scan, and
+below about 24-32 voxels (48-64 mm on a 2-mm grid) the reconstruction is worse than its input
+(-4.5 dB for 8 slices of 2 mm); an 8 x 8 x 8 volume comes back far outside its input's range.
+Hence:
 
 - shape: at least MIN_VOXELS voxels and MIN_EXTENT_MM mm along every axis;
 - voxel size: VOXEL_SIZE_MM[0] to VOXEL_SIZE_MM[1] mm along every axis (the shipped models were
@@ -14,8 +16,8 @@ reconstruction is worse than the short scan it came from (2 mm grid: -0.9 dB at 
 
 A reconstruction is refused, never written, when it holds a NaN or Inf voxel or leaves the sane
 range of its input: below OUTPUT_LOW x the input's 99.9th percentile or above OUTPUT_HIGH x the
-input's maximum (trained models stay within -0.004 x and 0.95 x; untrained CvT-GANs within
--0.22 x and 1.23 x; the 8-voxel cube above reaches -1.2 x and 2.1 x).
+input's maximum (measured: shipped models -0.003 x to 0.90 x, untrained CvT-GANs -0.24 x to
+1.12 x; an untrained UNETR -3.7 x, the 8-voxel noise cube -1.06 x).
 """
 from __future__ import annotations
 

@@ -100,7 +100,8 @@ def ranges(device) -> dict:
     for scanner in (1, 2, 3, 4, 5):
         scan = simulate_scan(scanner, subject_index=SUBJECT, seed=SEED, mode="fast")
         model, spacing, choice = model_for(scan, device)
-        found[f"scanner{scanner} shipped ({Path(str(choice.adapter)).name})"] = output_range(
+        used = Path(choice.adapter).name if choice.adapter else "base alone: no shipped adapter for this scanner"
+        found[f"scanner{scanner} shipped ({used})"] = output_range(
             raw_reconstruction(model, scan.short, spacing, device), scan.short)
     scan = simulate_scan(4, subject_index=SUBJECT, seed=SEED, mode="fast")
     spacing = tuple(float(v) for v in np.linalg.norm(scan.affine[:3, :3], axis=0))
