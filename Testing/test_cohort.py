@@ -14,12 +14,18 @@ from phantom_head import affine_for, short_and_long, write_plain_cohort, write_p
 
 
 def run_cli(argv, capsys):
-    """Run ``petite <argv>`` with only this module's sub-command registered; (rc, stdout lines)."""
+    """Run ``petite <argv>`` with only this module's sub-command registered; (rc, lines): the
+    summary on stdout when the cohort is clean, else the problems, which go to stderr only."""
     parser = argparse.ArgumentParser(prog="petite")
     cohort_command.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     rc = args.func(args)
-    return rc, capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    if rc == 0:
+        assert captured.err == ""
+        return rc, captured.out.splitlines()
+    assert captured.out == ""
+    return rc, captured.err.splitlines()
 
 
 def test_plain_cohort_lists_subjects_truth_and_scanner(tmp_path):

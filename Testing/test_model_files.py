@@ -10,6 +10,8 @@ from PETITELib.errors import PetiteError
 from PETITELib.peft import (AdapterSwitcher, applied_peft, apply_peft, base_model_sha256, base_weights_sha256,
                             load_adapter, load_base_model, peft_state_dict, read_adapter, remove_peft,
                             save_adapter, save_base_model, trainable_parameters)
+from PETITELib.peft.adapter_files import ADAPTER_FORMAT_VERSION
+from PETITELib.peft.base_files import BASE_FORMAT_VERSION
 from PETITELib.peft.safetensors_io import read_metadata, read_tensors, write_tensors
 
 
@@ -86,7 +88,7 @@ def test_base_files_refuse_damage_overwrite_and_peft_models(tmp_path, cvtgan_bas
         load_base_model(damaged)
     _one_line(info, damaged)
     tampered = tmp_path / "tampered.safetensors"
-    tensors, metadata = read_tensors(path), read_metadata(path, "petite-base-model", 1)
+    tensors, metadata = read_tensors(path), read_metadata(path, "petite-base-model", BASE_FORMAT_VERSION)
     next(v for k, v in tensors.items() if k.endswith("weight")).add_(1.0)
     write_tensors(tampered, tensors, metadata)
     with pytest.raises(PetiteError, match="SHA-256"):
@@ -106,7 +108,7 @@ def test_adapter_round_trip_stores_only_trained_tensors(tmp_path, volume, cvtgan
     adapter = read_adapter(adapter_path)
     assert set(adapter.tensors) == set(peft_state_dict(model)) == set(trainable_parameters(model))
     meta = adapter.metadata
-    assert (meta.backbone, meta.preset, meta.format_version) == ("cvtgan", "cpu", 1)
+    assert (meta.backbone, meta.preset, meta.format_version) == ("cvtgan", "cpu", ADAPTER_FORMAT_VERSION)
     assert meta.spec == "enc=vpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"
     assert meta.base_sha256 == base_model_sha256(base_path)
     assert meta.scanner["matrix"] == [128, 128, 90] and meta.training["best_epoch"] == 7
@@ -122,7 +124,7 @@ def test_adapter_loading_refuses_mismatches(tmp_path, cvtgan_base):
     _train_a_little(model, seed=2)
     path = tmp_path / "a.safetensors"
     save_adapter(path, model)
-    document, tensors = read_metadata(path, "petite-adapter", 1), read_tensors(path)
+    document, tensors = read_metadata(path, "petite-adapter", ADAPTER_FORMAT_VERSION), read_tensors(path)
 
     torch.manual_seed(5)
     other_base = build_backbone("cvtgan", "cpu")

@@ -117,7 +117,7 @@ def test_split_is_deterministic_disjoint_and_order_independent():
 
 
 @pytest.mark.parametrize("n_val, message", [(0, "between 1 and 2"), (3, "between 1 and 2"),
-                                            (1.5, "fraction 1.5 must be between 0 and 1")])
+                                            (1.5, "--val-subjects 1.5: a validation fraction must be between 0 and 1")])
 def test_split_refuses_impossible_sizes(n_val, message):
     subjects = [Subject(f"s{i}", None, None) for i in range(3)]
     with pytest.raises(PetiteError, match=message):

@@ -5,6 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..engine.bench import BENCH_METHODS, make_plan, parse_targets, run_bench
+from ..output_claim import claim_outputs
 from .options import add_device, add_seed, progress_bar
 
 
@@ -17,9 +18,13 @@ def run(args) -> int:
         plan = replace(plan, pretrain={**plan.pretrain, "epochs": args.pretrain_epochs})
     if args.finetune_epochs:
         plan = replace(plan, finetune={**plan.finetune, "epochs": args.finetune_epochs})
+    out = Path(args.out)
+    files = {"--out": out, "--out (markdown)": out.with_suffix(".md"), "--out (figure)": out.with_suffix(".png")}
+    work = Path(args.work) if args.work else out.with_name(out.stem + "_work")
     progress = progress_bar(args)
     try:
-        run_bench(plan, args.out, work=args.work, overwrite=args.overwrite, progress=progress)
+        with claim_outputs(files, folders={"--work": work}, inputs={"--base": args.base}):
+            run_bench(plan, args.out, work=work, overwrite=args.overwrite, progress=progress)
     finally:
         progress.close()
     print(Path(args.out).with_suffix(".md").read_text(encoding="utf-8"), end="")

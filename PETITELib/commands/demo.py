@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..engine.demo import run_demo
+from ..output_claim import claim_outputs
 from .options import add_device, add_seed, print_comparison, progress_bar
 
 
@@ -9,8 +10,9 @@ def run(args) -> int:
     """Run the demonstration; print the files written and the metrics against the long scan."""
     progress = progress_bar(args)
     try:
-        result = run_demo(args.out, scanner=args.scanner, seed=args.seed, device=args.device, train=args.train,
-                          overwrite=args.overwrite, progress=progress)
+        with claim_outputs(folders={"--out": args.out}):
+            result = run_demo(args.out, scanner=args.scanner, seed=args.seed, device=args.device, train=args.train,
+                              overwrite=args.overwrite, progress=progress)
     finally:
         progress.close()
     for path in result.files:

@@ -5,14 +5,15 @@ from .. import api
 from ..dicom.reader import UNITS, reading
 from ..engine.clinical import check_evaluation_extras, regional_report_stem
 from ..engine.inference import DEFAULT_OVERLAP
-from ..engine.reports import write_evaluation
+from ..engine.reports import evaluation_table
 from ..regional import cohort_report, format_report, write_report
 from .options import add_device, progress_bar
 
 
 def run_evaluate(args) -> int:
-    """Print the markdown table; write it and the JSON when --out is given (and, where subjects
-    have region labels, print the regional table and write RESULT_regions.json/.csv/.png)."""
+    """Print the markdown table; with --out the JSON and the table are written first (both are
+    checked, with every input, before the evaluation starts); where subjects have region labels,
+    print the regional table and write RESULT_regions.json/.csv/.png."""
     check_evaluation_extras(args.cohort, out=args.out, labels=args.labels, ref_region=args.ref_region,
                             units=args.units, overwrite=args.overwrite)
     progress = progress_bar(args)
@@ -20,11 +21,11 @@ def run_evaluate(args) -> int:
         with reading(units=args.units):
             result = api.evaluate(args.cohort, base=args.base, adapters=args.adapter or (),
                                   subjects=args.subjects, device=args.device, overlap=args.overlap,
-                                  progress=progress, labels=args.labels, ref_region=args.ref_region)
+                                  progress=progress, labels=args.labels, ref_region=args.ref_region,
+                                  out=args.out, overwrite=args.overwrite)
     finally:
         progress.close()
-    table = write_evaluation(result, args.out, overwrite=args.overwrite)
-    print(table, end="")
+    print(evaluation_table(result), end="")
     regions = cohort_report(result["methods"])
     if regions:
         print()
@@ -45,7 +46,9 @@ def register(subparsers) -> None:
                     "as 'input'. Prints a markdown table of mean ± sd; --out also writes per-subject JSON.")
     parser.add_argument("--base", help="base model file (.safetensors) or shipped name; default: the "
                                        "shipped base model")
-    parser.add_argument("--adapter", action="append", help="adapter file (repeat for several)")
+    parser.add_argument("--adapter", action="append",
+                        help="adapter: a file, a shipped adapter's name (e.g. scanner4) or 'auto' (the shipped "
+                             "adapter for the cohort's grid), as for reconstruct; repeat for several")
     parser.add_argument("--cohort", required=True, help="cohort folder of held-out subjects (NIfTI or DICOM "
                                                         "series folders short/ and long/ per subject)")
     parser.add_argument("--subjects", nargs="+", help="only these subject ids (default: all)")

@@ -36,15 +36,14 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Run ``petite simulate`` with parsed ``args``; prints the folders written and the noise levels."""
-    from ..data.simulator import simulate_cohort  # imported here: keeps `petite --help` fast
+    from ..api import simulate  # imported here: keeps `petite --help` fast
 
     scanners = parse_scanner_list(args.scanners)
     progress = progress_bar(args)
     start = time.perf_counter()
     try:
-        folders = simulate_cohort(args.out, scanners=scanners, subjects=args.subjects, seed=args.seed,
-                                  mode=args.mode, jobs=args.jobs, overwrite=args.overwrite,
-                                  progress=progress)
+        folders = simulate(args.out, scanners=scanners, subjects=args.subjects, seed=args.seed, mode=args.mode,
+                           jobs=args.jobs, overwrite=args.overwrite, progress=progress)
     finally:
         progress.close()
     if args.format == "dicom":

@@ -1,7 +1,10 @@
 """``petite pretrain`` and ``petite finetune``: full training of a base model and PEFT fine-tuning."""
 from __future__ import annotations
 
+import sys
+
 from .. import api
+from ..data.cohort import SPLIT_STAGE
 from .options import add_device, add_seed, add_training_overrides, progress_bar
 
 OVERRIDES = ("epochs", "lr", "weight_decay", "batch_size", "crops_per_subject", "val_subjects",
@@ -12,9 +15,27 @@ def _overrides(args) -> dict:
     return {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
 
 
+class _SplitSaid:
+    """The command's progress callback that also says the train/validation split as one line on
+    stderr when training starts (even with --quiet): how many subjects train and how many validate."""
+
+    def __init__(self, progress) -> None:
+        self._progress = progress
+
+    def __call__(self, event) -> None:
+        if event.stage == SPLIT_STAGE:
+            from tqdm import tqdm
+
+            tqdm.write(event.message, file=sys.stderr)
+        self._progress(event)
+
+    def close(self) -> None:
+        self._progress.close()
+
+
 def run_pretrain(args) -> int:
     """Train a base model on a source-scanner cohort and print where it was written."""
-    progress = progress_bar(args)
+    progress = _SplitSaid(progress_bar(args))
     try:
         out = api.pretrain(args.cohort, backbone=args.backbone, preset=args.preset, out=args.out,
                            seed=args.seed, device=args.device, resume=args.resume,
@@ -27,7 +48,7 @@ def run_pretrain(args) -> int:
 
 def run_finetune(args) -> int:
     """Fine-tune a base model on a target-scanner cohort and print where the adapter was written."""
-    progress = progress_bar(args)
+    progress = _SplitSaid(progress_bar(args))
     try:
         out = api.finetune(args.cohort, base=args.base, peft=args.peft, out=args.out, seed=args.seed,
                            device=args.device, resume=args.resume, overwrite=args.overwrite,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..output_claim import claim_outputs
 from ..zoo import load_manifest, verify_entry, zoo_dir
 from .options import add_device, progress_bar
 
@@ -39,8 +40,9 @@ def run_rebuild(args) -> int:
 
     progress = progress_bar(args)
     try:
-        document = rebuild_zoo(args.work, args.out or zoo_dir(), jobs=args.jobs, device=args.device,
-                               overwrite=args.overwrite, progress=progress)
+        with claim_outputs(folders={"--work": args.work, "--out": args.out or zoo_dir()}):
+            document = rebuild_zoo(args.work, args.out or zoo_dir(), jobs=args.jobs, device=args.device,
+                                   overwrite=args.overwrite, progress=progress)
     finally:
         progress.close()
     print(f"wrote {len(document['models'])} models ({document['total_mb']} MB) and manifest.json to "

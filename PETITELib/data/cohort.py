@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import PetiteError
+from ..input_domain import content_problem
 from ..nifti_io import Volume, load_volume
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 
@@ -45,7 +46,6 @@ BIDS_SCANNER_KEYS = ("Manufacturer", "ManufacturersModelName", "InstitutionName"
 # scanner.json fields (PETITELib.data.scanners.Scanner.to_json, or BIDS names) that name a scanner
 SCANNER_NAME_KEYS = ("manufacturer", "Manufacturer", "model_like", "ManufacturersModelName", "name")
 MIN_SUBJECTS = 2              # one for training and one for validation
-NEGATIVE_TOLERANCE = 0.01     # 0.1st percentile may not fall below -1 % of the 99.9th percentile
 AFFINE_TOLERANCE_MM = 1e-3    # largest allowed difference of any affine element (mm)
 
 
@@ -225,10 +225,9 @@ def load_cohort(root) -> Cohort:
     """
     root = Path(root)
     found = _find(root)
-    if found.problems:
-        more = (f" (and {len(found.problems) - 1} more problems: run 'petite check-cohort {root}')"
-                if len(found.problems) > 1 else "")
-        raise PetiteError(found.problems[0] + more)
+    problem = first_problem(found.problems, root)
+    if problem:
+        raise PetiteError(problem)
     return Cohort(root, found.layout, tuple(found.subjects), found.scanner)
 
 
@@ -260,7 +259,8 @@ class CohortCheck:
 
 
 def volume_problems(path: Path, array: np.ndarray) -> List[str]:
-    """Content problems of one loaded (x, y, z) volume: NaN/Inf, no activity, strong negatives."""
+    """Content problems of one loaded (x, y, z) volume: NaN/Inf, no activity, strong negatives
+    (the rule of :func:`PETITELib.input_domain.content_problem`, which reconstruction applies too)."""
     problems = []
     finite = np.isfinite(array)
     n_bad = int(array.size - np.count_nonzero(finite))
@@ -269,12 +269,9 @@ def volume_problems(path: Path, array: np.ndarray) -> List[str]:
     values = array[finite] if n_bad else array.ravel()
     if values.size == 0:
         return problems
-    low, high = (float(v) for v in np.percentile(values, [0.1, 99.9]))
-    if not high > 0:
-        problems.append(f"{path}: no positive activity (99.9th percentile is {high:g})")
-    elif low < -NEGATIVE_TOLERANCE * high:
-        problems.append(f"{path}: strongly negative values (0.1st percentile {low:g} is below "
-                        f"-{NEGATIVE_TOLERANCE:.0%} of the 99.9th percentile {high:g})")
+    problem = content_problem(values)
+    if problem:
+        problems.append(f"{path}: {problem}")
     return problems
 
 
@@ -318,6 +315,47 @@ def _files_to_check(found: _Found) -> List[Tuple[str, List[Path]]]:
     """Per subject id, its existing scan files (short first), subjects missing a partner included."""
     groups = [(s.subject_id, [s.short, s.long] + ([s.truth] if s.truth else [])) for s in found.subjects]
     return sorted(groups + found.incomplete)
+
+
+def check_subjects(subjects: Sequence[Subject], progress: Optional[ProgressCallback] = None,
+                   cancel: Optional[CancelToken] = None) -> List[str]:
+    """Every content and geometry problem of these subjects' scans, one line each (see
+    :func:`check_cohort`; the cohort's structure and subject count are not checked here)."""
+    check = CohortCheck([], None)
+    for index, subject in enumerate(subjects):
+        check_cancel(cancel)
+        _check_subject_volumes([subject.short, subject.long] + ([subject.truth] if subject.truth else []), check)
+        report(progress, "check", index + 1, len(subjects), subject.subject_id)
+    return check.problems
+
+
+def first_problem(problems: Sequence[str], root) -> Optional[str]:
+    """The first of ``problems`` as one line, counting the others, or None when there are none."""
+    if not problems:
+        return None
+    more = (f" (and {len(problems) - 1} more problems: run 'petite check-cohort {root}')"
+            if len(problems) > 1 else "")
+    return problems[0] + more
+
+
+def require_valid_cohort(root, progress: Optional[ProgressCallback] = None,
+                         cancel: Optional[CancelToken] = None) -> Cohort:
+    """The cohort at ``root`` after :func:`check_cohort` found no problem; otherwise PetiteError
+    naming the first problem (the file at fault) and counting the rest. Reads every volume."""
+    result = check_cohort(root, progress=progress, cancel=cancel)
+    problem = first_problem(result.problems, root)
+    if problem:
+        raise PetiteError(problem)
+    return result.cohort
+
+
+SPLIT_STAGE = "split"  # the progress stage that announces a training run's split (see describe_split)
+
+
+def describe_split(root, train: int, validate: int) -> str:
+    """One line saying how a cohort is split, e.g. ``"sim/scanner4: 10 subjects: 8 train, 2 validate"``;
+    training jobs report it as a progress event of stage :data:`SPLIT_STAGE` when they start."""
+    return f"{root}: {train + validate} subjects: {train} train, {validate} validate"
 
 
 def check_cohort(root, progress: Optional[ProgressCallback] = None,

@@ -169,10 +169,11 @@ def split_subjects(subjects: Sequence[Subject], n_val: Union[int, float], seed: 
         raise PetiteError(f"cohort: {count} subject(s); at least 2 are needed for a train/validation split")
     if isinstance(n_val, float):
         if not 0 < n_val < 1:
-            raise PetiteError(f"validation fraction {n_val} must be between 0 and 1")
+            raise PetiteError(f"--val-subjects {n_val}: a validation fraction must be between 0 and 1")
         n_val = max(1, int(round(n_val * count)))
     if not 1 <= n_val < count:
-        raise PetiteError(f"validation size {n_val} must be between 1 and {count - 1} for {count} subjects")
+        raise PetiteError(f"--val-subjects {n_val}: the cohort has {count} subjects, so between 1 and {count - 1} "
+                          "can validate (the rest train)")
     ranked = sorted(subjects, key=lambda s: _split_rank(seed, s.subject_id))
     validation_ids = {s.subject_id for s in ranked[:n_val]}
     return ([s for s in subjects if s.subject_id not in validation_ids],

@@ -8,6 +8,7 @@ so a crash at any moment leaves the previous complete checkpoint readable.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -50,9 +51,13 @@ def save_checkpoint(folder: Path, epoch: int, tensors: Dict[str, torch.Tensor], 
 def load_checkpoint(folder: Path) -> Optional[Tuple[Dict[str, torch.Tensor], dict]]:
     """Read the last committed checkpoint of ``folder``: (tensors, state), or None if there is none.
 
-    Raises PetiteError when the state names a missing or altered tensor file.
+    Raises PetiteError (one line) when the state is not a JSON object of this format with a
+    plain tensor file name and a SHA-256, names a missing or altered tensor file, or the tensors
+    hold NaN/Inf values.
     """
-    from safetensors.torch import load_file
+    from safetensors.torch import load
+
+    from ..peft.safetensors_io import SHA256, check_fields, check_finite
 
     folder = Path(folder)
     state_path = folder / STATE_FILE
@@ -62,12 +67,26 @@ def load_checkpoint(folder: Path) -> Optional[Tuple[Dict[str, torch.Tensor], dic
         state = json.loads(state_path.read_text())
     except (OSError, ValueError) as exc:
         raise PetiteError(f"{state_path}: unreadable checkpoint state ({exc})") from None
-    if state.get("format_version") != FORMAT_VERSION:
+    if not isinstance(state, dict):
+        raise PetiteError(f"{state_path}: checkpoint state is not a JSON object (damaged file)")
+    if state.get("format_version") != FORMAT_VERSION or isinstance(state.get("format_version"), bool):
         raise PetiteError(f"{state_path}: unsupported checkpoint format {state.get('format_version')}")
+    check_fields(state_path, state, {"tensors_file": str, "tensors_sha256": SHA256, "epoch": int})
+    if Path(state["tensors_file"]).name != state["tensors_file"]:
+        raise PetiteError(f"{state_path}: tensor file '{state['tensors_file']}' is not a file of this folder")
     tensor_path = folder / state["tensors_file"]
-    if not tensor_path.exists() or file_sha256(tensor_path) != state["tensors_sha256"]:
+    try:  # read once: the bytes hashed are the bytes loaded, and no file stays mapped (Windows)
+        data = tensor_path.read_bytes()
+    except OSError:
+        data = None
+    if data is None or hashlib.sha256(data).hexdigest() != state["tensors_sha256"]:
         raise PetiteError(f"{tensor_path}: checkpoint tensors missing or altered (SHA-256 mismatch)")
-    return load_file(str(tensor_path)), state
+    try:
+        tensors = load(data)
+    except Exception as exc:
+        raise PetiteError(f"{tensor_path}: cannot read checkpoint tensors ({type(exc).__name__})") from None
+    check_finite(tensor_path, tensors)
+    return tensors, state
 
 
 # --- RNG state as tensors + JSON -------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..progress import CancelToken, ProgressCallback
+from ..data.cohort import SPLIT_STAGE, describe_split
+from ..progress import CancelToken, ProgressCallback, report
 from .devices import describe_device, select_device, training_precision
 from .jobs import (check_output, keeps_host_state, load_training_data, run_training, seed_everything,
                    validation_baseline)
@@ -59,6 +60,8 @@ def finetune(cohort_dir, *, base=None, peft: str = "petite", out, epochs: Option
     generator.gradient_checkpointing = settings.checkpointing
     count = count_parameters(generator)
     data = load_training_data(cohort_dir, settings, seed, progress, cancel)
+    report(progress, SPLIT_STAGE, len(data.train), len(data.train) + len(data.val),
+           describe_split(data.cohort.root, len(data.train), len(data.val)))
     baseline = validation_baseline(data)
     job = {"command": "finetune", "base": str(base_path), "base_sha256": loaded.sha256,
            "spec": spec.canonical, "seed": seed, "settings": settings.as_dict(), **data.summary()}

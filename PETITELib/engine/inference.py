@@ -77,10 +77,15 @@ def reconstruct_volume(predict: Callable[[torch.Tensor], torch.Tensor], volume: 
     The short scan is divided by its normalisation factor (:mod:`PETITELib.data.normalization`),
     passed through :func:`sliding_window_predict`, and multiplied back, so a volume scaled by
     c gives an output scaled by c. spacing: voxel size in mm (for the factor's head mask).
+    A result with NaN/Inf voxels or outside the sane range of the input is refused with a
+    PetiteError naming ``name`` (:func:`PETITELib.input_domain.check_reconstruction`).
     """
     from ..data.normalization import denormalize, normalization_factor, normalize
+    from ..input_domain import check_reconstruction
 
     factor = normalization_factor(volume, spacing, name=name)
     output = sliding_window_predict(predict, normalize(volume, factor), device=device, overlap=overlap,
                                     batch_size=batch_size, progress=progress, cancel=cancel)
-    return denormalize(output, factor)
+    output = denormalize(output, factor)
+    check_reconstruction(output, volume, name)
+    return output

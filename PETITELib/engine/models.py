@@ -34,6 +34,8 @@ def file_format(path) -> str:
             document = json.loads((handle.metadata() or {})[METADATA_KEY])
     except Exception:
         raise PetiteError(f"{path}: not a PETITE model or adapter file") from None
+    if not isinstance(document, dict):
+        raise PetiteError(f"{path}: metadata is not a JSON object (damaged file, or not written by PETITE)")
     return str(document.get("format", ""))
 
 
@@ -64,10 +66,9 @@ def check_compatible(base, adapter) -> None:
     adapter = Path(adapter)
     expected = base_model_sha256(resolve_base(base))
     if file_format(adapter) == BASE_FORMAT:
-        from ..peft.base_files import BASE_FORMAT_VERSION
-        from ..peft.safetensors_io import read_metadata
+        from ..peft.base_files import read_base_metadata
 
-        origin = read_metadata(adapter, BASE_FORMAT, BASE_FORMAT_VERSION).get("training", {}).get("finetuned_from")
+        origin = read_base_metadata(adapter)["training"].get("finetuned_from")
     else:
         origin = read_adapter(adapter).metadata.base_sha256
     if origin and origin != expected:
@@ -108,10 +109,9 @@ def describe_weights(path) -> dict:
     if kind == ADAPTER_FORMAT:
         meta = read_adapter(path).metadata
         return {"file": str(path), "kind": "adapter", "spec": meta.spec, "training": meta.training}
-    from ..peft.base_files import BASE_FORMAT_VERSION
-    from ..peft.safetensors_io import read_metadata
+    from ..peft.base_files import read_base_metadata
 
-    meta = read_metadata(path, BASE_FORMAT, BASE_FORMAT_VERSION)
-    kind = "full" if meta.get("training", {}).get("finetuned_from") else "base"
+    meta = read_base_metadata(path)
+    kind = "full" if meta["training"].get("finetuned_from") else "base"
     return {"file": str(path), "kind": kind, "spec": "full" if kind == "full" else "",
             "training": meta.get("training", {})}

@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import PetiteError
-from ..progress import CancelToken, ProgressCallback
+from ..data.cohort import SPLIT_STAGE, describe_split
+from ..progress import CancelToken, ProgressCallback, report
 from .devices import describe_device, select_device
 from .initialization import start_from_identity
 from .jobs import (check_output, keeps_host_state, load_training_data, run_training, seed_everything,
@@ -43,6 +44,8 @@ def pretrain(cohort_dir, *, backbone: str, preset: str = "cpu", out, seed: int =
     if BACKBONES[backbone].build_discriminator is not None:
         discriminator = build_discriminator(backbone, preset).to(torch_device)
     data = load_training_data(cohort_dir, settings, seed, progress, cancel)
+    report(progress, SPLIT_STAGE, len(data.train), len(data.train) + len(data.val),
+           describe_split(data.cohort.root, len(data.train), len(data.val)))
     baseline = validation_baseline(data)
     job = {"command": "pretrain", "backbone": backbone, "preset": preset, "seed": seed, "init": "identity",
            "settings": settings.as_dict(), **data.summary()}

@@ -5,7 +5,8 @@ With a reference (the long scan of the same subject) it also writes, next to OUT
 reference: PSNR, SSIM, NRMSE head-masked and whole-volume), ``NAME_error.nii.gz`` (output -
 reference) and ``NAME_abs_error.nii.gz`` (its absolute value), both in the input's units, and
 ``NAME_comparison.png`` (short, reconstruction, long, error; three orthogonal slices).
-Every file is checked before any work starts: none is overwritten without ``overwrite``.
+Every file is checked before any work starts: none is overwritten without ``overwrite``, none may
+be an input, and all are written together at the end (all of them, or none).
 """
 from __future__ import annotations
 
@@ -62,14 +63,19 @@ def reconstruct_file(input_path, output_path, *, base=None, adapter=None, device
     """Reconstruct INPUT into OUTPUT (same affine, shape, units); with ``reference`` also score it.
 
     base/adapter: files, shipped names or ``auto`` (see :func:`PETITELib.zoo.choose_models`).
-    Raises PetiteError (one line) for unreadable files, a reference on another voxel grid, an
-    adapter made for another base, a corrupted shipped model, or an existing output without
-    ``overwrite``.
+    Raises PetiteError (one line) before any work for unreadable files, an input outside the
+    accepted domain (:mod:`PETITELib.input_domain`), a reference on another voxel grid or
+    without activity, an adapter made for another base, a corrupted model file, an output that
+    is an input or another output, an output location that cannot be written or is in use by
+    another command, or an existing output without ``overwrite``. The files are written
+    together at the end: all of them, or none.
     """
     from .. import api
-    from ..data.cohort import geometry_problem
+    from ..data.cohort import geometry_problem, volume_problems
     from ..figures import save_comparison_figure
+    from ..input_domain import check_input
     from ..metrics import compare_volumes, error_maps, metric_mask
+    from ..output_claim import claim_outputs, write_all
     from ..zoo import choose_models
     from .reports import write_json
 
@@ -77,37 +83,51 @@ def reconstruct_file(input_path, output_path, *, base=None, adapter=None, device
     if not output_path.name.endswith((".nii", ".nii.gz")):
         raise PetiteError(f"{output_path}: output must be a NIfTI file (.nii or .nii.gz)")
     extra = report_paths(output_path) if reference is not None else {}
-    _refuse_existing([output_path, *extra.values()], overwrite)
     short = load_volume(input_path)
+    check_input(short.array, short.affine, str(input_path))
     long = None
     if reference is not None:
         long = load_volume(reference)
         problem = geometry_problem(Path(reference), long, input_path, short)
         if problem:
             raise PetiteError(problem + " (the reference must be on the input's voxel grid)")
+        problems = volume_problems(Path(reference), long.array)
+        if problems:
+            raise PetiteError(problems[0] + " (a reference must be a long scan of the same subject)")
     choice = choose_models(base, adapter, shape=short.array.shape, spacing=short.spacing)
-    tic = time.perf_counter()
-    output = api.reconstruct(short.array, short.affine, base=choice.base, adapter=choice.adapter, device=device,
-                             overlap=overlap, progress=progress, cancel=cancel)
-    seconds = time.perf_counter() - tic
-    files = [save_volume(output_path, output, short.affine, overwrite=overwrite)]
-    result = ReconstructionResult(files, seconds=seconds, base=choice.base, adapter=choice.adapter,
-                                  note=choice.note)
-    if long is None:
+    files = {"-o": output_path, **{f"-o ({key} beside it)": path for key, path in extra.items()}}
+    inputs = {"INPUT": input_path, "--reference": reference, "--base": choice.base, "--adapter": choice.adapter}
+    with claim_outputs(files, inputs=inputs):
+        _refuse_existing(list(files.values()), overwrite)
+        tic = time.perf_counter()
+        output = api.reconstruct(short.array, short.affine, base=choice.base, adapter=choice.adapter,
+                                 device=device, overlap=overlap, progress=progress, cancel=cancel,
+                                 name=str(input_path))
+        seconds = time.perf_counter() - tic
+        result = ReconstructionResult([output_path], seconds=seconds, base=choice.base, adapter=choice.adapter,
+                                      note=choice.note)
+        if long is None:
+            write_all(lambda: save_volume(output_path, output, short.affine, overwrite=overwrite), [output_path])
+            return result
+        mask = metric_mask(long.array, short.spacing)
+        result.metrics = {name: compare_volumes(volume, long.array, mask=mask, name=str(reference))
+                          for name, volume in (("input", short.array), ("output", output))}
+        signed, absolute = error_maps(output, long.array)
+        record = {"input": str(input_path), "output": str(output_path), "reference": str(reference),
+                  "base": str(choice.base), "adapter": str(choice.adapter) if choice.adapter else None,
+                  "seconds": round(seconds, 3), "metrics": result.metrics,
+                  "gain_psnr_db": result.metrics["output"]["psnr"] - result.metrics["input"]["psnr"]}
+        title = (f"{input_path.name}: input {result.metrics['input']['psnr']:.2f} dB -> "
+                 f"output {result.metrics['output']['psnr']:.2f} dB (PSNR inside the head)")
+
+        def write() -> None:
+            save_volume(output_path, output, short.affine, overwrite=overwrite)
+            write_json(extra["metrics"], record, overwrite=overwrite)
+            save_volume(extra["error"], signed, short.affine, overwrite=overwrite)
+            save_volume(extra["abs_error"], absolute, short.affine, overwrite=overwrite)
+            save_comparison_figure(extra["figure"], short.array, output, long.array, signed, short.spacing,
+                                   title=title, overwrite=overwrite)
+
+        write_all(write, list(files.values()))
+        result.files = [output_path, extra["metrics"], extra["error"], extra["abs_error"], extra["figure"]]
         return result
-    mask = metric_mask(long.array, short.spacing)
-    result.metrics = {name: compare_volumes(volume, long.array, mask=mask, name=str(reference))
-                      for name, volume in (("input", short.array), ("output", output))}
-    signed, absolute = error_maps(output, long.array)
-    record = {"input": str(input_path), "output": str(output_path), "reference": str(reference),
-              "base": str(choice.base), "adapter": str(choice.adapter) if choice.adapter else None,
-              "seconds": round(seconds, 3), "metrics": result.metrics,
-              "gain_psnr_db": result.metrics["output"]["psnr"] - result.metrics["input"]["psnr"]}
-    files.append(write_json(extra["metrics"], record, overwrite=overwrite))
-    files.append(save_volume(extra["error"], signed, short.affine, overwrite=overwrite))
-    files.append(save_volume(extra["abs_error"], absolute, short.affine, overwrite=overwrite))
-    title = (f"{input_path.name}: input {result.metrics['input']['psnr']:.2f} dB -> "
-             f"output {result.metrics['output']['psnr']:.2f} dB (PSNR inside the head)")
-    files.append(save_comparison_figure(extra["figure"], short.array, output, long.array, signed,
-                                        short.spacing, title=title, overwrite=overwrite))
-    return result

@@ -6,14 +6,20 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from ..errors import PetiteError
 from ..nifti_io import atomic_write_bytes
 from .tables import metrics_table
 
 
 def write_json(path: Path, content: dict, overwrite: bool = False) -> Path:
-    """Write ``content`` as indented JSON (atomic; refuses to replace unless ``overwrite``)."""
-    atomic_write_bytes(Path(path), (json.dumps(content, indent=1, allow_nan=True) + "\n").encode(),
-                       overwrite=overwrite)
+    """Write ``content`` as indented JSON (atomic; refuses to replace unless ``overwrite``).
+
+    NaN and Inf are not JSON: a result holding one is refused (PetiteError naming ``path``)."""
+    try:
+        text = json.dumps(content, indent=1, allow_nan=False)
+    except ValueError:
+        raise PetiteError(f"{path}: the result holds NaN or Inf values and was not written") from None
+    atomic_write_bytes(Path(path), (text + "\n").encode(), overwrite=overwrite)
     return Path(path)
 
 
@@ -32,7 +38,6 @@ def write_evaluation(result: dict, out: Optional[str], overwrite: bool = False) 
         markdown = out.with_suffix(".md")
         for path in (out, markdown):
             if path.exists() and not overwrite:
-                from ..errors import PetiteError
                 raise PetiteError(f"{path}: already exists (use --overwrite to replace it)")
         write_json(out, result, overwrite=overwrite)
         atomic_write_bytes(markdown, table.encode(), overwrite=overwrite)

@@ -8,6 +8,7 @@ often so that a run fits a laptop. Every value can be overridden.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
@@ -56,6 +57,11 @@ class TrainSettings:
 
     def check(self) -> None:
         """Raise PetiteError (naming the command-line option) for an invalid value."""
+        numbers = {"lr": self.lr, "weight-decay": self.weight_decay, "val-subjects": self.val_subjects,
+                   "overlap": self.overlap, "warmup-fraction": self.warmup_fraction}
+        for option, value in numbers.items():
+            if not math.isfinite(value):
+                raise PetiteError(f"--{option} {value}: must be a finite number")
         positive_ints = {"epochs": self.epochs, "batch-size": self.batch_size,
                          "crops-per-subject": self.crops_per_subject, "val-every": self.val_every}
         for option, value in positive_ints.items():

@@ -2,9 +2,11 @@
 
 safetensors tensors under their model names (e.g. ``vit.blocks.0.attn.qkv.lora.up``, or a
 base name such as ``vit.blocks.0.mlp.linear1.bias`` for BitFit). JSON metadata: ``format``
-"petite-adapter", ``format_version``, ``backbone``, ``preset``, ``base_sha256`` (of the base
-weights it was trained on), ``spec`` (canonical PEFT spec), ``scanner`` (free-form dict
-describing the target scanner) and ``training`` (free-form summary).
+"petite-adapter", ``format_version`` (2), ``tensors_sha256`` (of the file's tensors, checked on
+every read), ``backbone``, ``preset``, ``base_sha256`` (of the base weights it was trained on),
+``spec`` (canonical PEFT spec), ``scanner`` (free-form dict describing the target scanner) and
+``training`` (free-form summary). Reading checks every field's type, the tensors' SHA-256 and
+finiteness; loading onto a model also checks each tensor's name, shape and dtype.
 """
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ from torch import nn
 from ..errors import PetiteError
 from .model import (applied_peft, apply_peft, base_weights_sha256, peft_state_dict, remove_peft,
                     trainable_parameters)
-from .safetensors_io import read_file, to_json, write_tensors
+from .safetensors_io import SHA256, TENSORS_SHA256_KEY, check_dtype, check_fields, read_file, to_json, write_tensors
 from .spec import parse_spec
 
 ADAPTER_FORMAT = "petite-adapter"
-ADAPTER_FORMAT_VERSION = 1
+ADAPTER_FORMAT_VERSION = 2  # 2: tensors_sha256 recorded and checked
+ADAPTER_FIELDS = {"backbone": str, "preset": str, "base_sha256": SHA256, "spec": str, "scanner": dict,
+                  "training": dict}
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,9 @@ def read_adapter(path) -> AdapterFile:
     """Read adapter file ``path`` (format and version checked; nothing applied)."""
     path = Path(path)
     document, tensors = read_file(path, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION)
+    check_fields(path, document, ADAPTER_FIELDS)
     try:
-        metadata = AdapterMetadata(**{k: v for k, v in document.items() if k != "format"})
+        metadata = AdapterMetadata(**{k: v for k, v in document.items() if k not in ("format", TENSORS_SHA256_KEY)})
     except TypeError:
         raise PetiteError(f"{path}: adapter metadata is incomplete or has unknown fields") from None
     return AdapterFile(path, metadata, tensors)
@@ -95,7 +100,7 @@ def check_adapter_fits(adapter: AdapterFile, model: nn.Module, base_sha256: Opti
 def activate_adapter(model: nn.Module, adapter: AdapterFile) -> None:
     """Replace any PEFT spec on ``model`` by the adapter's spec and tensors (no checks of the
     base; see :func:`check_adapter_fits`). Raises :class:`PetiteError` if the tensors do not
-    match the spec, leaving the model plain."""
+    match the spec in name, shape or dtype, leaving the model plain."""
     remove_peft(model)
     apply_peft(model, adapter.metadata.spec)
     expected = trainable_parameters(model)
@@ -106,6 +111,12 @@ def activate_adapter(model: nn.Module, adapter: AdapterFile) -> None:
     if problem:
         remove_peft(model)
         raise PetiteError(f"{adapter.path}: tensors do not match spec '{adapter.metadata.spec}' ({problem})")
+    for name, parameter in expected.items():
+        try:
+            check_dtype(adapter.path, name, adapter.tensors[name], parameter.dtype)
+        except PetiteError:
+            remove_peft(model)
+            raise
     with torch.no_grad():
         for name, parameter in expected.items():
             parameter.copy_(adapter.tensors[name])

@@ -2,11 +2,14 @@
 
 Layout: the generator's state dict under its own names; the discriminator's, if stored, under
 the prefix ``discriminator.``. JSON metadata: ``format`` "petite-base-model",
-``format_version``, ``backbone``, ``preset``, ``options`` (builder options such as
-``residual``), ``base_sha256`` (of the generator tensors, see
+``format_version`` (2), ``tensors_sha256`` (of every tensor in the file, discriminator
+included; checked on every read), ``backbone``, ``preset``, ``options`` (builder options such
+as ``residual``), ``base_sha256`` (of the generator tensors, see
 :func:`~PETITELib.peft.model.tensors_sha256`), ``has_discriminator`` and a free-form
-``training`` summary. The SHA-256 identifies the weights, not the file bytes: re-saving the
-same weights with another summary keeps it, and adapter files refer to it.
+``training`` summary (``finetuned_from``: the base SHA-256 of a fully fine-tuned model). The
+base SHA-256 identifies the weights, not the file bytes: re-saving the same weights with
+another summary keeps it, and adapter files refer to it. Reading checks every field's type,
+both SHA-256s and finiteness; loading also checks each tensor's name, shape and dtype.
 """
 from __future__ import annotations
 
@@ -20,10 +23,12 @@ from torch import nn
 from ..backbones import BACKBONES, PRESETS, build_backbone, build_discriminator
 from ..errors import PetiteError
 from .model import applied_peft, base_state_dict, tensors_sha256
-from .safetensors_io import read_file, write_tensors
+from .safetensors_io import SHA256, check_dtype, check_fields, read_file, read_metadata, write_tensors
 
 BASE_FORMAT = "petite-base-model"
-BASE_FORMAT_VERSION = 1
+BASE_FORMAT_VERSION = 2  # 2: tensors_sha256 recorded and checked
+BASE_FIELDS = {"backbone": str, "preset": str, "options": dict, "base_sha256": SHA256, "has_discriminator": bool,
+               "training": dict}
 DISCRIMINATOR_PREFIX = "discriminator."
 
 
@@ -72,6 +77,8 @@ def _load_state(path: Path, module: nn.Module, state: Dict[str, torch.Tensor], w
             or f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, expected {tuple(expected[wrong[0]].shape)}"
         raise PetiteError(f"{path}: {what} weights do not fit the model ({first}; "
                           f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} misshapen)")
+    for name in sorted(expected):
+        check_dtype(path, name, state[name], expected[name].dtype)
     module.load_state_dict(state)
 
 
@@ -82,8 +89,19 @@ def _split(tensors: Dict[str, torch.Tensor]):
     return generator, discriminator
 
 
+def read_base_metadata(path) -> dict:
+    """The metadata of base-model file ``path``, with every field checked by type (the tensors are
+    not read: :func:`load_base_model` and :func:`base_model_sha256` check them)."""
+    metadata = read_metadata(path, BASE_FORMAT, BASE_FORMAT_VERSION)
+    check_fields(path, metadata, BASE_FIELDS)
+    if "finetuned_from" in metadata["training"]:
+        check_fields(path, metadata["training"], {"finetuned_from": SHA256})
+    return metadata
+
+
 def _read_checked(path) -> tuple:
     path = Path(path)
+    read_base_metadata(path)
     metadata, tensors = read_file(path, BASE_FORMAT, BASE_FORMAT_VERSION)
     backbone, preset = metadata.get("backbone"), metadata.get("preset")
     if backbone not in BACKBONES or preset not in PRESETS:

@@ -19,6 +19,7 @@ gives back the same spec.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields
 from typing import Dict, List, Tuple
@@ -95,9 +96,12 @@ def _parse_value(text: str, where: str):
     if _INT_LIST.match(text):
         return tuple(int(v) for v in text.split("/"))
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise PetiteError(f"{where}: bad value '{text}' (expected a number or counts like 0/8/32)") from None
+    if not math.isfinite(value):
+        raise PetiteError(f"{where}: value '{text}' is not a finite number")
+    return value
 
 
 def _parse_arguments(text: str, where: str) -> Dict[str, object]:

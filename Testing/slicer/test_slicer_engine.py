@@ -1,8 +1,10 @@
-"""PETITELogic with the user's models folder (~/.PETITE's layout): a tiny base model and adapters made
-here (random weights, CPU), chosen through PETITELib.zoo.selection, run in a `petite` process.
+"""PETITELogic with the user's models folder (~/.PETITE's layout): the shipped base under another name
+and adapters made here from it (CPU), chosen through PETITELib.zoo.selection, run in a `petite` process.
 
 What is checked is the Slicer side (geometry, units, input nodes, adapter choice), not image quality.
 """
+import shutil
+
 import numpy as np
 import pytest
 
@@ -19,19 +21,20 @@ SPACING = [float(v) for v in np.linalg.norm(AFFINE[:3, :3], axis=0)]
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A models folder: base/tiny.safetensors (UNETR, cpu preset) and adapters/ with three files:
-    ``site-grid`` (a Siemens scanner with this test's grid), ``site-bids`` (GE, model only,
-    as a BIDS cohort records it) and ``broken`` (not a PETITE file)."""
-    pytest.importorskip("torch")
-    from PETITELib.backbones import build_backbone
-    from PETITELib.peft import apply_peft, save_adapter, save_base_model
+    """A models folder: base/tiny.safetensors (the shipped trained UNETR base, renamed) and
+    adapters/ with three files: ``site-grid`` (a Siemens scanner with this test's grid),
+    ``site-bids`` (GE, model only, as a BIDS cohort records it) and ``broken`` (not a PETITE file)."""
+    torch = pytest.importorskip("torch")
+    from PETITELib.engine.models import load_base, resolve_base
+    from PETITELib.peft import apply_peft, save_adapter
 
     folder = tmp_path_factory.mktemp("models")
     (folder / "base").mkdir()
     (folder / "adapters").mkdir()
-    model = build_backbone("unetr", "cpu")
-    save_base_model(folder / "base" / "tiny.safetensors", model)
-    apply_peft(model, "petite")
+    shipped = resolve_base(None)
+    shutil.copyfile(shipped, folder / "base" / "tiny.safetensors")
+    model = load_base(shipped, torch.device("cpu")).model
+    apply_peft(model, "petite")  # initialised as the identity: the base's trained output
     save_adapter(folder / "adapters" / "site-grid.safetensors", model,
                  scanner={"matrix": list(SHAPE), "spacing": SPACING, "manufacturer": "Siemens"})
     save_adapter(folder / "adapters" / "site-bids.safetensors", model,
