@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "PETITELib.commands.bench",
     "PETITELib.commands.demo",
     "PETITELib.commands.zoo",
+    "PETITELib.commands.federated",
 )
 
 
