@@ -141,6 +141,45 @@ def test_the_result_file_is_an_ordinary_adapter_naming_the_federation(plan_and_i
         assert model(torch.zeros(1, 1, 64, 64, 64)).shape == (1, 1, 64, 64, 64)
 
 
+def test_the_job_command_writes_a_flare_job_for_the_sites(cohorts, tmp_path, capsys):
+    pytest.importorskip("nvflare")
+    from PETITELib.cli import main
+
+    sites = [f"--site={name}={folder}" for name, folder in cohorts.items()]
+    assert main(["federated", "job", *sites, "--rounds", "3", "--out", str(tmp_path), "--name", "scanner4"]) == 0
+    job = tmp_path / "scanner4"
+    assert str(job) in capsys.readouterr().out
+    meta = json.loads((job / "meta.json").read_text())
+    assert meta["deploy_map"] == {"app_server": ["server"], "app_hospital-a": ["hospital-a"],
+                                  "app_hospital-b": ["hospital-b"]}
+    server = json.loads((job / "app_server/config/config_fed_server.json").read_text())
+    assert server["workflows"][0]["path"] == "PETITELib.federated.controller.PetiteFedAvg"
+    assert server["workflows"][0]["args"]["num_rounds"] == 3
+    client = json.loads((job / "app_hospital-a/config/config_fed_client.json").read_text())
+    assert client["executors"][0]["executor"]["args"]["task_script_path"] == "petite_site.py"
+    assert (job / "app_hospital-a/custom/petite_site.py").exists()
+    assert read_plan(job / "app_hospital-b/config/petite_federation.json").rounds == 3
+    assert read_adapter(job / "app_server/config/initial_adapter.safetensors").metadata.spec
+    assert main(["federated", "job", *sites, "--out", str(tmp_path), "--name", "scanner4"]) == 2  # exists
+
+
+def test_the_average_weights_each_site_by_its_training_crops():
+    pytest.importorskip("nvflare")
+    from nvflare.apis.fl_constant import FLMetaKey
+    from nvflare.app_common.abstract.fl_model import FLModel
+
+    from PETITELib.federated.controller import PetiteFedAvg, round_record
+
+    results = [FLModel(params={"w": np.full(3, value, np.float32)}, metrics={"val_psnr": psnr},
+                       meta={FLMetaKey.NUM_STEPS_CURRENT_ROUND: crops, "client_name": name})
+               for name, value, crops, psnr in (("a", 1.0, 16, 30.0), ("b", 4.0, 48, 31.0))]
+    averaged = PetiteFedAvg.aggregate_fn(results)
+    assert np.allclose(averaged.params["w"], (16 * 1.0 + 48 * 4.0) / 64)
+    record = round_record(2, results)
+    assert record["val_metrics"]["psnr"] == pytest.approx(30.5)  # the sites' mean, not crop-weighted
+    assert record["sites"]["b"]["crops"] == 48
+
+
 @pytest.mark.slow
 def test_a_two_round_two_site_flare_simulation_sends_only_adapter_tensors(plan_and_initial, cohorts, tmp_path):
     pytest.importorskip("nvflare")
