@@ -44,6 +44,7 @@ def test_the_plan_names_base_spec_sites_and_adapter_tensors_and_round_trips(plan
     assert plan.settings["epochs"] == 2 and plan.settings["batch_size"] == 2
     assert {k: list(v.shape) for k, v in read_adapter(initial).tensors.items()} == plan.adapter_tensors
     assert 0 < plan.parameters["percent"] < 2
+    assert plan.adapter_bytes == 4 * plan.parameters["trainable"]
     assert read_plan(plan.write(tmp_path / "plan.json")) == plan
     cohort, base = site_paths(plan, "hospital-b", environ={"PETITE_FL_COHORT": "/elsewhere"})
     assert cohort == "/elsewhere" and base == str(resolve_base(None))
@@ -208,7 +209,7 @@ def test_a_two_round_two_site_flare_simulation_sends_only_adapter_tensors(plan_a
 
     # What crossed the wire, as the server received it and as each site sent it.
     base_bytes = resolve_base(None).stat().st_size
-    adapter_bytes = sum(4 * int(np.prod(s)) for s in plan.adapter_tensors.values())
+    adapter_bytes = plan.adapter_bytes
     server = [json.loads(line) for line in (tmp_path / "ws/server/simulate_job/petite_wire.jsonl").open()]
     assert sorted((e["task"], e["round"], e["site"]) for e in server) == sorted(
         [("train", r, s) for r in (0, 1) for s in ("hospital-a", "hospital-b")]

@@ -31,19 +31,11 @@ def run_job(args) -> int:
         plan = make_plan(args.name, args.base, sites, peft=args.peft, rounds=args.rounds,
                          local_epochs=args.local_epochs, seed=args.seed, initial_adapter=initial, **_settings(args))
         folder = write_job(plan, initial, args.out, overwrite=args.overwrite)
-    tensor_bytes = sum(4 * _count(shape) for shape in plan.adapter_tensors.values())
     print(folder)
     print(f"{len(plan.sites)} sites, {plan.rounds} rounds of {plan.local_epochs} local epoch(s); spec {plan.spec} "
-          f"({plan.parameters['percent']:.2f} % of the base's parameters: {tensor_bytes / 1e6:.3f} MB of adapter "
+          f"({plan.parameters['percent']:.2f} % of the base's parameters: {plan.adapter_bytes / 1e6:.3f} MB of adapter "
           f"tensors per site per round); base SHA-256 {plan.base_sha256[:12]}")
     return 0
-
-
-def _count(shape) -> int:
-    count = 1
-    for n in shape:
-        count *= int(n)
-    return count
 
 
 def run_simulate(args) -> int:

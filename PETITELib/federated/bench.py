@@ -123,19 +123,12 @@ def _federate(setup: BenchSetup, base: Path, cohorts: Dict[str, Path], work: Pat
     record = {"seconds": round(result.seconds, 1), "load_average_before": load_before,
               "load_average_after": _load_average(), "bytes_per_round_by_site": sent,
               "bytes_per_round_per_site": sum(sent.values()) / len(sent),
-              "adapter_tensor_bytes": sum(4 * int(_product(s)) for s in plan.adapter_tensors.values()),
+              "adapter_tensor_bytes": plan.adapter_bytes,
               "best_round": result.training["best_round"], "rounds": plan.rounds,
               "val_psnr_by_round": [r["val_metrics"]["psnr"] for r in result.training["history"]],
               "workspace": str(workspace), "job": str(job)}
     record_path.write_text(json.dumps(record, indent=1))
     return record
-
-
-def _product(shape) -> int:
-    count = 1
-    for n in shape:
-        count *= int(n)
-    return count
 
 
 def run_federated_bench(setup: BenchSetup, out, work=None, overwrite: bool = False, command: str = "") -> dict:

@@ -58,6 +58,17 @@ class FederationPlan:
     adapter_tensors: Dict[str, List[int]]
     parameters: Dict[str, float] = field(default_factory=dict)
 
+    @property
+    def adapter_bytes(self) -> int:
+        """Bytes of the adapter's float32 tensors: the payload a site sends per round."""
+        total = 0
+        for shape in self.adapter_tensors.values():
+            count = 1
+            for n in shape:
+                count *= int(n)
+            total += 4 * count
+        return total
+
     def site(self, name: str) -> Site:
         """The site called ``name`` (PetiteError when the federation has none)."""
         for site in self.sites:
