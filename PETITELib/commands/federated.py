@@ -69,7 +69,8 @@ def run_bench(args) -> int:
 
     setup = BenchSetup(base=args.base, scanner=args.scanner, sites=args.sites, train_subjects=args.train_subjects,
                        test_subjects=args.test_subjects, rounds=args.rounds, local_epochs=args.local_epochs,
-                       mode=args.mode, seed=args.seed, peft=args.peft, device=args.device, settings=_settings(args))
+                       mode=args.mode, seed=args.seed, peft=args.peft, device=args.device, jobs=args.jobs,
+                       settings=_settings(args))
     command = "petite " + shlex.join(sys.argv[1:])
     result = run_federated_bench(setup, args.out, work=args.work, overwrite=args.overwrite, command=command)
     print(f"head PSNR on {len(result['test_subjects'])} held-out subjects: federated "
@@ -156,6 +157,8 @@ def register(subparsers) -> None:
     bench.add_argument("--local-epochs", type=int, default=1, help="local epochs per round (default 1)")
     bench.add_argument("--mode", choices=("full", "fast"), default="full", help="simulator mode (default full)")
     bench.add_argument("--device", default="cpu", help="device of every training and of the scoring (default cpu)")
+    bench.add_argument("--jobs", type=int, default=1,
+                       help="trainings at once (default 1; the federation's time then includes the sharing)")
     bench.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     add_seed(bench)
     _add_settings(bench, validation_subjects=False)

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -32,7 +33,9 @@ from ..errors import PetiteError
 @dataclass(frozen=True)
 class BenchSetup:
     """What the benchmark runs (see the module docstring); settings: TrainSettings overrides
-    (all but epochs and validation subjects, which the benchmark sets)."""
+    (all but epochs and validation subjects, which the benchmark sets); jobs: trainings run at
+    once (1: one after the other; more: the pooled, single-site and federated trainings share
+    the machine, and the federation's wall time includes that sharing)."""
 
     base: Optional[str] = None
     scanner: int = 4
@@ -45,6 +48,7 @@ class BenchSetup:
     seed: int = 0
     peft: str = "petite"
     device: str = "cpu"
+    jobs: int = 1
     settings: Dict[str, object] = field(default_factory=dict)
 
     @property
@@ -155,7 +159,7 @@ def run_federated_bench(setup: BenchSetup, out, work=None, overwrite: bool = Fal
             raise PetiteError(f"federated bench: {name} is set by the benchmark")
     base = resolve_base(setup.base)
     work = Path(work) if work else out.with_name(out.stem + "_work")
-    recorded = {**asdict(setup), "base": str(base)}
+    recorded = {**{k: v for k, v in asdict(setup).items() if k != "jobs"}, "base": str(base)}  # jobs: same results
     if (work / "setup.json").exists() and json.loads((work / "setup.json").read_text()) != recorded:
         raise PetiteError(f"{work}: this work folder holds a benchmark with other settings; choose another --work")
     work.mkdir(parents=True, exist_ok=True)
@@ -176,11 +180,14 @@ def run_federated_bench(setup: BenchSetup, out, work=None, overwrite: bool = Fal
 
     models = work / "models"
     models.mkdir(parents=True, exist_ok=True)
-    train_in_child("finetune", models / "pooled.safetensors",
-                   _finetune_arguments(setup, base, pooled, setup.sites))
-    for name, folder in sites.items():
-        train_in_child("finetune", models / f"{name}.safetensors", _finetune_arguments(setup, base, folder, 1))
-    federated = _federate(setup, base, sites, work)
+    trainings = [(train_in_child, "finetune", models / "pooled.safetensors",
+                  _finetune_arguments(setup, base, pooled, setup.sites))]
+    trainings += [(train_in_child, "finetune", models / f"{name}.safetensors",
+                   _finetune_arguments(setup, base, folder, 1)) for name, folder in sites.items()]
+    trainings.append((_federate, setup, base, sites, work))
+    with ThreadPoolExecutor(max_workers=setup.jobs) as pool:  # each thread waits for its own process(es)
+        done = [pool.submit(*training) for training in trainings]
+        federated = [future.result() for future in done][-1]
 
     adapters = [models / "federated.safetensors", models / "pooled.safetensors",
                 *[models / f"{name}.safetensors" for name in sites]]
@@ -222,7 +229,8 @@ def run_federated_bench(setup: BenchSetup, out, work=None, overwrite: bool = Fal
                          "simulator_end": federated["load_average_after"], "end": _load_average()},
         "machine": machine_record(select_device(setup.device)),
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "notes": ("seconds: wall time of the FLARE simulator run (all sites in parallel processes on this machine); "
+        "notes": ("seconds: wall time of the FLARE simulator run (all sites in parallel processes on this machine, "
+                  "beside the other trainings when setup.jobs > 1); "
                   "bytes: FLARE's serialised task result (FOBS) of each site per training round, as the server "
                   "received it; base_bytes: the base model file."),
     }
