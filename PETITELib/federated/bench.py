@@ -135,9 +135,29 @@ def _federate(setup: BenchSetup, base: Path, cohorts: Dict[str, Path], work: Pat
     return record
 
 
+def score_models(cohort: Path, base: Path, adapters: Dict[str, Path], setup: BenchSetup) -> Dict[str, dict]:
+    """Metrics of the input, No-FT and each adapter (``{name: file}``) on every subject of ``cohort``
+    (:func:`~PETITELib.engine.evaluation.evaluate_models`), ``setup.jobs`` models at once (threads)."""
+    from ..data.cohort import load_cohort
+    from ..engine.devices import select_device
+    from ..engine.evaluation import evaluate_models
+    from ..engine.models import check_compatible, load_for_inference
+
+    device = select_device(setup.device)
+    subjects = list(load_cohort(cohort).subjects)
+    for path in adapters.values():
+        check_compatible(base, path)
+    loaders = {"no-ft": lambda: load_for_inference(base, None, device)}
+    loaders.update({name: (lambda p=path: load_for_inference(base, p, device)) for name, path in adapters.items()})
+    with ThreadPoolExecutor(max_workers=setup.jobs) as pool:  # torch releases the GIL while it computes
+        futures = {name: pool.submit(evaluate_models, subjects, {name: load}, device=device)
+                   for name, load in loaders.items()}
+        scored = {name: future.result() for name, future in futures.items()}
+    return {"input": scored["no-ft"]["input"], **{name: result[name] for name, result in scored.items()}}
+
+
 def run_federated_bench(setup: BenchSetup, out, work=None, overwrite: bool = False, command: str = "") -> dict:
     """Run the benchmark (see the module docstring); write ``out`` (JSON) and return the result."""
-    from .. import api
     from ..data.cohort import load_cohort
     from ..data.simulator import simulate_cohort
     from ..engine.bench import machine_record, simulated_cohort_ready, train_in_child
@@ -189,9 +209,8 @@ def run_federated_bench(setup: BenchSetup, out, work=None, overwrite: bool = Fal
         done = [pool.submit(*training) for training in trainings]
         federated = [future.result() for future in done][-1]
 
-    adapters = [models / "federated.safetensors", models / "pooled.safetensors",
-                *[models / f"{name}.safetensors" for name in sites]]
-    scores = api.evaluate(test, base=base, adapters=adapters, device=setup.device)["methods"]
+    scores = score_models(test, base, {name: models / f"{name}.safetensors"
+                                       for name in ("federated", "pooled", *sites)}, setup)
 
     def row(name: str) -> dict:
         entry = scores[name]
