@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "PETITELib.commands.cost",
     "PETITELib.commands.demo",
     "PETITELib.commands.zoo",
+    "PETITELib.commands.federated",
 )
 
 

@@ -10,6 +10,7 @@ Modules, one job each:
 - ``schedule``, ``objectives``: learning-rate schedule; L1 and adversarial training steps;
 - ``batches``: training crops per epoch and whole-volume validation;
 - ``checkpoint``, ``training``: atomic per-epoch checkpoints and the resumable epoch loop;
+- ``distributed``: several processes training together under ``torchrun`` (DistributedDataParallel);
 - ``memory``: peak-memory measurement of a phase;
 - ``jobs``, ``pretraining``, ``finetuning``: the ``pretrain`` and ``finetune`` jobs;
 - ``evaluation``, ``tables``, ``reports``: scoring on cohorts, tables and plots;

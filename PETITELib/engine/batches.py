@@ -17,9 +17,8 @@ def steps_per_epoch(dataset: CropDataset, batch_size: int) -> int:
     return -(-len(dataset) // batch_size)
 
 
-def epoch_batches(dataset: CropDataset, batch_size: int, seed: int, epoch: int
-                  ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-    """The (short, long) batches of ``epoch``: (B, 1, 64, 64, 64) float32 CPU tensors.
+def epoch_batch_indices(dataset: CropDataset, batch_size: int, seed: int, epoch: int) -> Iterator[List[int]]:
+    """The sample indices of each batch of ``epoch`` (selects the epoch's crops in ``dataset``).
 
     Crops and their order depend only on (seed, epoch), not on any global RNG, so an
     interrupted run resumed at ``epoch`` sees exactly the batches it would have seen.
@@ -27,8 +26,21 @@ def epoch_batches(dataset: CropDataset, batch_size: int, seed: int, epoch: int
     dataset.set_epoch(epoch)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed * 100003 + epoch))
     for first in range(0, len(order), batch_size):
-        samples = [dataset[int(i)] for i in order[first:first + batch_size]]
-        yield (torch.stack([s["short"] for s in samples]), torch.stack([s["long"] for s in samples]))
+        yield [int(i) for i in order[first:first + batch_size]]
+
+
+def collate(dataset: CropDataset, indices: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(short, long) crops ``indices`` of ``dataset`` stacked: (len(indices), 1, 64, 64, 64) float32 CPU."""
+    samples = [dataset[i] for i in indices]
+    return torch.stack([s["short"] for s in samples]), torch.stack([s["long"] for s in samples])
+
+
+def epoch_batches(dataset: CropDataset, batch_size: int, seed: int, epoch: int
+                  ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """The (short, long) batches of ``epoch``: (B, 1, 64, 64, 64) float32 CPU tensors (see
+    :func:`epoch_batch_indices`)."""
+    for indices in epoch_batch_indices(dataset, batch_size, seed, epoch):
+        yield collate(dataset, indices)
 
 
 def whole_volume_validator(predict: Callable[[torch.Tensor], torch.Tensor],
@@ -41,16 +53,28 @@ def whole_volume_validator(predict: Callable[[torch.Tensor], torch.Tensor],
     (head-masked ``psnr``/``ssim``/``nrmse`` and ``*_whole``) — never on crops.
     """
     def validate() -> Dict[str, float]:
-        per_subject: List[Dict[str, float]] = []
-        for subject in subjects:
-            check_cancel(cancel)
-            prediction = sliding_window_predict(predict, subject.short[0], device=device, overlap=overlap,
-                                                batch_size=batch_size, cancel=cancel)
-            per_subject.append(compare_volumes(restore_output(prediction, subject.factor, subject.padding),
-                                               restore_output(subject.long, subject.factor, subject.padding),
-                                               mask=subject.metric_mask, name=subject.subject_id))
-        return {key: float(np.mean([m[key] for m in per_subject])) for key in per_subject[0]}
+        return mean_metrics(subject_metrics(predict, subjects, device, overlap, batch_size, cancel))
     return validate
+
+
+def subject_metrics(predict: Callable[[torch.Tensor], torch.Tensor], subjects: Sequence[PreparedSubject],
+                    device: torch.device, overlap: float, batch_size: int = 2,
+                    cancel: CancelToken = None) -> List[Dict[str, float]]:
+    """Metrics of each subject's whole-volume prediction, in order (see :func:`whole_volume_validator`)."""
+    per_subject: List[Dict[str, float]] = []
+    for subject in subjects:
+        check_cancel(cancel)
+        prediction = sliding_window_predict(predict, subject.short[0], device=device, overlap=overlap,
+                                            batch_size=batch_size, cancel=cancel)
+        per_subject.append(compare_volumes(restore_output(prediction, subject.factor, subject.padding),
+                                           restore_output(subject.long, subject.factor, subject.padding),
+                                           mask=subject.metric_mask, name=subject.subject_id))
+    return per_subject
+
+
+def mean_metrics(per_subject: Sequence[Dict[str, float]]) -> Dict[str, float]:
+    """The mean of each metric over subjects (``per_subject`` from :func:`subject_metrics`)."""
+    return {key: float(np.mean([m[key] for m in per_subject])) for key in per_subject[0]}
 
 
 def input_metrics(subjects: Sequence[PreparedSubject]) -> Dict[str, float]:

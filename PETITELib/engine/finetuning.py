@@ -6,7 +6,8 @@ from typing import Optional
 
 from ..data.cohort import SPLIT_STAGE, describe_split
 from ..progress import CancelToken, ProgressCallback, report
-from .devices import describe_device, select_device, training_precision
+from .devices import describe_device, training_precision
+from .distributed import training_processes
 from .jobs import (check_output, keeps_host_state, load_training_data, run_training, seed_everything,
                    validation_baseline)
 from .models import load_base, resolve_base
@@ -42,11 +43,14 @@ def finetune(cohort_dir, *, base=None, peft: str = "petite", out, epochs: Option
     default to the paper's supplementary Table 3 for the method; ``epochs``, ``lr`` and
     ``overrides`` (any :class:`TrainSettings` field) replace defaults. The file written is an
     adapter (a full model for ``full``) whose metadata records the spec, epochs, best epoch,
-    validation metrics, wall time, peak memory and device. Returns its path.
+    validation metrics, wall time, peak memory and device. Returns its path. Under ``torchrun``
+    the processes train together (see :mod:`.distributed`) and rank 0 writes ``out``.
     """
     from ..peft import count_parameters, default_hyperparameters, save_adapter, save_base_model
 
-    torch_device = select_device(device)
+    processes = training_processes(device)
+    torch_device = processes.device
+    progress = progress if processes.is_main else None  # one progress report per run
     seed_everything(seed)  # PEFT layers are initialised randomly (e.g. LoRA's down-projection)
     base_path = resolve_base(base)
     loaded = load_base(base_path, torch_device)
@@ -69,7 +73,7 @@ def finetune(cohort_dir, *, base=None, peft: str = "petite", out, epochs: Option
     def training_summary(extra: dict) -> dict:
         return {**job, "device": describe_device(torch_device), "precision": training_precision(torch_device),
                 "trainable_parameters": count.trainable,
-                "total_parameters": count.total, "percent": count.percent,
+                "total_parameters": count.total, "percent": count.percent, "processes": processes.world_size,
                 "val_input_metrics": baseline, **extra}
 
     def save(summary: dict) -> None:
@@ -85,7 +89,8 @@ def finetune(cohort_dir, *, base=None, peft: str = "petite", out, epochs: Option
     result = run_training(generator=generator, discriminator=discriminator, train_discriminator=False,
                           data=data, settings=settings, seed=seed, device=torch_device, out=out, job=job,
                           write_output=write_output, stage="finetune", resume=resume, progress=progress,
-                          cancel=cancel)
+                          cancel=cancel, processes=processes)
     load_model_state(generator, result.best_state, str(out))
-    save(training_summary({**result.summary(), "complete": True}))
+    if processes.is_main:
+        save(training_summary({**result.summary(), "complete": True}))
     return out

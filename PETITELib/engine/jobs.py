@@ -27,6 +27,7 @@ from ..errors import PetiteError
 from ..progress import CancelToken, ProgressCallback
 from .batches import epoch_batches, input_metrics, steps_per_epoch, whole_volume_validator
 from .checkpoint import checkpoint_folder
+from .distributed import Processes, distribute
 from .objectives import AdversarialObjective, L1Objective, adamw
 from .schedule import CosineSchedule
 from .settings import TrainSettings
@@ -167,16 +168,24 @@ def run_training(*, generator: nn.Module, discriminator: Optional[nn.Module], tr
                  data: TrainingData, settings: TrainSettings, seed: int, device: torch.device, out: Path,
                  job: dict, write_output: Callable[[int, Dict[str, float]], None], stage: str,
                  resume: bool, progress: Optional[ProgressCallback],
-                 cancel: Optional[CancelToken]) -> FitResult:
+                 cancel: Optional[CancelToken], processes: Optional[Processes] = None) -> FitResult:
     """Train ``generator`` (and ``discriminator`` when ``train_discriminator``) on ``data``.
 
     ``write_output(epoch, val_metrics)`` is called with the models holding the new best
     weights. ``job`` identifies the run for resuming (settings, seed, spec, base...).
+    ``processes``: this process's place in a multi-process run (:mod:`.distributed`); only
+    rank 0 writes outputs and checkpoints.
     """
+    processes = processes or Processes(0, 1, device)
     dataset = CropDataset(data.train, samples_per_subject=settings.crops_per_subject, seed=seed)
     steps = steps_per_epoch(dataset, settings.batch_size)
     objective = build_objective(generator, discriminator, train_discriminator, settings,
                                 settings.epochs * steps)
+    batches = functools.partial(epoch_batches, dataset, settings.batch_size, seed)
+    validate = whole_volume_validator(generator, data.val, device, settings.overlap, cancel=cancel)
+    if processes.distributed:
+        objective, batches, validate = distribute(objective, dataset, settings.batch_size, seed, generator,
+                                                  data.val, processes, settings.overlap, cancel)
 
     def set_mode(training: bool) -> None:
         generator.train(training)
@@ -185,11 +194,9 @@ def run_training(*, generator: nn.Module, discriminator: Optional[nn.Module], tr
 
     plan = FitPlan(
         epochs=settings.epochs, steps_per_epoch=steps,
-        batches_for_epoch=lambda epoch: epoch_batches(dataset, settings.batch_size, seed, epoch),
-        validate=whole_volume_validator(generator, data.val, device, settings.overlap, cancel=cancel),
-        on_best=write_output, set_mode=set_mode, checkpoint_dir=checkpoint_folder(out),
-        job=job, device=device, stage=stage, val_every=settings.val_every,
-        patience=settings.patience)
+        batches_for_epoch=batches, validate=validate, on_best=write_output, set_mode=set_mode,
+        checkpoint_dir=checkpoint_folder(out), job=job, device=device, stage=stage,
+        val_every=settings.val_every, patience=settings.patience, writes_files=processes.is_main)
     return fit(objective, plan, resume=resume, progress=progress, cancel=cancel)
 
 

@@ -7,7 +7,8 @@ from typing import Optional
 from ..errors import PetiteError
 from ..data.cohort import SPLIT_STAGE, describe_split
 from ..progress import CancelToken, ProgressCallback, report
-from .devices import describe_device, select_device
+from .devices import describe_device
+from .distributed import training_processes
 from .initialization import start_from_identity
 from .jobs import (check_output, keeps_host_state, load_training_data, run_training, seed_everything,
                    validation_baseline)
@@ -25,7 +26,8 @@ def pretrain(cohort_dir, *, backbone: str, preset: str = "cpu", out, seed: int =
     learning alongside and saved in the same file. The best epoch is chosen by head-masked
     PSNR of whole validation volumes. ``overrides``: any :class:`TrainSettings` field
     (epochs, lr, weight_decay, batch_size, crops_per_subject, val_subjects, val_every,
-    overlap, warmup_fraction). Returns the path of the base-model file.
+    overlap, warmup_fraction). Returns the path of the base-model file. Under ``torchrun`` the
+    processes train together (see :mod:`.distributed`) and rank 0 writes ``out``.
     """
     from ..backbones import BACKBONES, PRESETS, build_backbone, build_discriminator
     from ..peft import save_base_model
@@ -34,7 +36,9 @@ def pretrain(cohort_dir, *, backbone: str, preset: str = "cpu", out, seed: int =
         raise PetiteError(f"--backbone {backbone} --preset {preset}: choose a backbone from "
                           f"{', '.join(BACKBONES)} and a preset from {', '.join(PRESETS)}")
     settings = pretrain_defaults(backbone, preset).with_overrides(**overrides)
-    torch_device = select_device(device)
+    processes = training_processes(device)
+    torch_device = processes.device
+    progress = progress if processes.is_main else None  # one progress report per run
     out = check_output(out, resume, overwrite)
     seed_everything(seed)
     generator = build_backbone(backbone, preset,
@@ -51,7 +55,8 @@ def pretrain(cohort_dir, *, backbone: str, preset: str = "cpu", out, seed: int =
            "settings": settings.as_dict(), **data.summary()}
 
     def training_summary(extra: dict) -> dict:
-        return {**job, "device": describe_device(torch_device), "val_input_metrics": baseline, **extra}
+        return {**job, "device": describe_device(torch_device), "processes": processes.world_size,
+                "val_input_metrics": baseline, **extra}
 
     def write_output(epoch, metrics):
         save_base_model(out, generator, discriminator, overwrite=True,
@@ -61,8 +66,9 @@ def pretrain(cohort_dir, *, backbone: str, preset: str = "cpu", out, seed: int =
     result = run_training(generator=generator, discriminator=discriminator, train_discriminator=True,
                           data=data, settings=settings, seed=seed, device=torch_device, out=out, job=job,
                           write_output=write_output, stage="pretrain", resume=resume, progress=progress,
-                          cancel=cancel)
+                          cancel=cancel, processes=processes)
     load_model_state(generator, result.best_state, str(out))
-    save_base_model(out, generator, discriminator, overwrite=True,
-                    training=training_summary({**result.summary(), "complete": True}))
+    if processes.is_main:
+        save_base_model(out, generator, discriminator, overwrite=True,
+                        training=training_summary({**result.summary(), "complete": True}))
     return out

@@ -88,6 +88,8 @@ class FitPlan:
     the models in eval mode. on_best(epoch, metrics) writes the output for the current
     (best) weights. set_mode(training) switches train/eval mode appropriately (e.g. frozen
     norms stay in eval mode). job: the configuration a checkpoint must match to be resumed.
+    writes_files: False in the processes of a multi-process run other than rank 0, which
+    neither write outputs (``on_best``) nor checkpoints.
     """
 
     epochs: int
@@ -102,6 +104,7 @@ class FitPlan:
     stage: str = "train"
     val_every: int = 1
     patience: int = 0
+    writes_files: bool = True
 
 
 def _checkpoint_payload(objective, best_state, history, best_epoch, best_metrics, job, train_seconds,
@@ -205,12 +208,14 @@ def fit(objective, plan: FitPlan, resume: bool = False, progress: Optional[Progr
             if not best_metrics or val["psnr"] > best_metrics["psnr"]:
                 best_epoch, best_metrics = epoch, val
                 best_state = _snapshot(generator)
-                plan.on_best(epoch, val)
+                if plan.writes_files:
+                    plan.on_best(epoch, val)
         history.append(record)
-        tensors, state = _checkpoint_payload(objective, best_state, history, best_epoch, best_metrics,
-                                             plan.job, train_seconds, steps,
-                                             earlier_seconds + time.perf_counter() - started)
-        ckpt.save_checkpoint(plan.checkpoint_dir, epoch, tensors, state)
+        if plan.writes_files:
+            tensors, state = _checkpoint_payload(objective, best_state, history, best_epoch, best_metrics,
+                                                 plan.job, train_seconds, steps,
+                                                 earlier_seconds + time.perf_counter() - started)
+            ckpt.save_checkpoint(plan.checkpoint_dir, epoch, tensors, state)
         report(progress, plan.stage, epoch * plan.steps_per_epoch, total_steps,
                f"epoch {epoch}/{plan.epochs}", loss=record.get("loss", float("nan")), val_psnr=last_val)
         if plan.patience and validations_since_best(history, best_epoch) >= plan.patience:
@@ -219,5 +224,6 @@ def fit(objective, plan: FitPlan, resume: bool = False, progress: Optional[Progr
                        seconds=earlier_seconds + time.perf_counter() - started, train_seconds=train_seconds,
                        step_seconds=train_seconds / max(1, steps), memory=meter.summary(),
                        resumed_from_epoch=start_epoch, best_state=best_state)
-    shutil.rmtree(plan.checkpoint_dir, ignore_errors=True)
+    if plan.writes_files:
+        shutil.rmtree(plan.checkpoint_dir, ignore_errors=True)
     return result
