@@ -158,3 +158,20 @@ def test_a_good_copy_of_a_shipped_adapter_still_works(scans, tmp_path):
     shutil.copyfile(_shipped("scanner4"), adapter)
     assert main(["reconstruct", str(scans["short"]), "-o", str(tmp_path / "out.nii.gz"), "--adapter", str(adapter),
                  "--device", "cpu", "--quiet"]) == 0
+
+
+def _as_version_1(document):
+    """The metadata an earlier release wrote: format version 1, no tensors_sha256."""
+    return {**{k: v for k, v in document.items() if k != "tensors_sha256"}, "format_version": 1}
+
+
+def test_an_adapter_of_an_earlier_release_still_works_with_its_other_checks(scans, tmp_path, capsys):
+    old = rewrite(_shipped("scanner4"), tmp_path / "old.safetensors", metadata=_as_version_1)
+    out = tmp_path / "out.nii.gz"
+    assert main(["reconstruct", str(scans["short"]), "-o", str(out), "--adapter", str(old),
+                 "--device", "cpu", "--quiet"]) == 0 and out.exists()
+    broken = rewrite(old, tmp_path / "old-nan.safetensors", tensors=lambda c: _set_first(c, float("nan")))
+    argv = ["reconstruct", str(scans["short"]), "-o", str(tmp_path / "nan.nii.gz"), "--adapter", str(broken),
+            "--device", "cpu", "--quiet"]
+    line = refused(capsys, argv, ["old-nan.safetensors"], inputs=[broken, scans["short"]])
+    assert "NaN" in line and not (tmp_path / "nan.nii.gz").exists()

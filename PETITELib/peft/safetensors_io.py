@@ -6,7 +6,8 @@ The JSON document is stored in the safetensors header's string metadata under th
 dtype and shape (:func:`PETITELib.peft.model.tensors_sha256`). Reading a file checks that the
 metadata is a JSON object of the expected format and version, that the tensors hash to the
 recorded SHA-256 (a flipped bit or an edited tensor is refused) and that every floating-point
-tensor is finite. Each file kind checks its own fields by type with :func:`check_fields`.
+tensor is finite. Files of format version 1 (written before checksums, e.g. a hospital's
+adapters from an earlier release) are still read, with every check but the checksum. Each file kind checks its own fields by type with :func:`check_fields`.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .model import tensors_sha256
 
 METADATA_KEY = "petite"
 TENSORS_SHA256_KEY = "tensors_sha256"
+CHECKSUM_VERSION = 2  # the first format version whose files record tensors_sha256
 SHA256 = "a SHA-256 (64 hexadecimal digits)"  # a field kind for check_fields
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _KINDS = {str: "a string", dict: "a JSON object", bool: "true or false", int: "an integer", list: "a list"}
@@ -83,8 +85,8 @@ def read_metadata(path, expected_format: str, supported_version: int) -> dict:
 
     Raises :class:`PetiteError` naming ``path`` if it is missing, not safetensors, its metadata
     is not a JSON object, not a PETITE file of ``expected_format``, or has a format version
-    that is not an integer, is older than ``supported_version`` (written before tensor
-    checksums) or newer (written by a newer PETITE).
+    that is not an integer from 1 to ``supported_version`` (a newer one: written by a newer PETITE).
+    From :data:`CHECKSUM_VERSION` on, the metadata must hold ``tensors_sha256``.
     """
     from safetensors import safe_open
 
@@ -111,10 +113,8 @@ def read_metadata(path, expected_format: str, supported_version: int) -> dict:
     if version > supported_version:
         raise PetiteError(f"{path}: format version {version} is not supported (this PETITE reads "
                           f"up to {supported_version}); update PETITE")
-    if version < supported_version:
-        raise PetiteError(f"{path}: format version {version} was written by an older PETITE without a tensor "
-                          f"checksum; make the file again with this PETITE")
-    check_fields(path, metadata, {TENSORS_SHA256_KEY: SHA256})
+    if version >= CHECKSUM_VERSION:
+        check_fields(path, metadata, {TENSORS_SHA256_KEY: SHA256})
     return metadata
 
 
@@ -140,11 +140,11 @@ def check_finite(path, tensors: Mapping[str, torch.Tensor]) -> None:
 
 def read_file(path, expected_format: str, supported_version: int) -> Tuple[dict, Dict[str, torch.Tensor]]:
     """(metadata, tensors) of a PETITE safetensors file: metadata checked (:func:`read_metadata`),
-    tensors checked against the recorded SHA-256 and for NaN/Inf."""
+    tensors checked against the recorded SHA-256 (format version 2 on) and for NaN/Inf."""
     metadata = read_metadata(path, expected_format, supported_version)
     tensors = read_tensors(path)
     found = tensors_sha256(tensors)
-    if found != metadata[TENSORS_SHA256_KEY]:
+    if metadata["format_version"] >= CHECKSUM_VERSION and found != metadata[TENSORS_SHA256_KEY]:
         raise PetiteError(f"{path}: tensor data do not match the SHA-256 recorded in the file ({found[:12]}... "
                           f"instead of {metadata[TENSORS_SHA256_KEY][:12]}...): damaged or edited file")
     check_finite(path, tensors)

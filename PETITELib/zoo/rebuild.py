@@ -188,6 +188,7 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
     from ..engine.devices import select_device
     from ..engine.evaluation import evaluate_models
     from ..engine.models import describe_weights, load_for_inference
+    from ..peft.adapter_files import ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION
     from ..peft.base_files import BASE_FORMAT_VERSION
     from ..peft.safetensors_io import read_metadata
     from ..scanner_matching import describe_scanner, scanner_profile
@@ -228,7 +229,7 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
         half_changes.append(_half_precision_change(
             lambda a=adapter: load_for_inference(base_path, a, torch_device), test[:1], torch_device))
         described = describe_weights(adapter)
-        scanner_info = read_metadata(adapter, "petite-adapter", 1).get("scanner", {})
+        scanner_info = read_metadata(adapter, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION).get("scanner", {})
         models.append({
             "name": f"scanner{scanner}", "kind": "adapter", "base": "base", "file": recipe.adapter_file(scanner),
             "backbone": recipe.backbone, "preset": recipe.preset, "spec": described["spec"],

@@ -1,0 +1,29 @@
+"""Generated sections of docs/peft-cost.md: the step-cost tables and the old-vs-new accuracy check."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+COST_JSON = "docs/benchmarks/cost-cpu.json"
+ACCURACY_JSON = "docs/benchmarks/petite-old-vs-new.json"
+
+
+def _load(root: Path, relative: str) -> dict:
+    return json.loads((root / relative).read_text(encoding="utf-8"))
+
+
+def cost_tables(root: Path) -> str:
+    """The fine-tuning step-cost tables (docs/benchmarks/cost-cpu.json), as its generated .md shows them."""
+    from ..engine.cost import cost_markdown
+
+    return cost_markdown(_load(root, COST_JSON)).split("\n", 2)[2]  # without the title line
+
+
+def accuracy_check(root: Path) -> str:
+    """Head PSNR of PETITE fine-tuned with the hook-based and the module-based PEFT layers
+    (docs/benchmarks/petite-old-vs-new.json)."""
+    document = _load(root, ACCURACY_JSON)
+    psnr = document["head_psnr_db"]
+    return (f"| | head PSNR (dB) |\n|---|---|\n| short scan (input) | {psnr['input']:.4f} |\n"
+            f"| base alone (No-FT) | {psnr['no_ft']:.4f} |\n| PETITE, hook-based layers | {psnr['old']:.6f} |\n"
+            f"| PETITE, module layers | {psnr['new']:.6f} |\n| difference (new - old) | {psnr['new_minus_old']:.1e} |\n")
