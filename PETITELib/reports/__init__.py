@@ -17,14 +17,13 @@ import re
 from pathlib import Path
 from typing import Callable, Dict, List
 
-from .cost import accuracy_check, cost_tables
+from .cost import accuracy_check
 from .simulator import scanner_differences_table, scanner_gap_table, simulator_noise_table
 
 GENERATORS: Dict[str, Callable[[Path], str]] = {
     "scanner-differences": scanner_differences_table,
     "simulator-noise": simulator_noise_table,
     "scanner-gap": scanner_gap_table,
-    "peft-cost": cost_tables,
     "peft-accuracy": accuracy_check,
 }
 _SECTION = re.compile(r"(<!-- petite:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /petite:(?P=name) -->)", re.S)

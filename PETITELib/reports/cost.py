@@ -1,22 +1,14 @@
-"""Generated sections of docs/peft-cost.md: the step-cost tables and the old-vs-new accuracy check."""
+"""Generated section of docs/peft-cost.md: the old-vs-new accuracy check."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-COST_JSON = "docs/benchmarks/cost-cpu.json"
 ACCURACY_JSON = "docs/benchmarks/petite-old-vs-new.json"
 
 
 def _load(root: Path, relative: str) -> dict:
     return json.loads((root / relative).read_text(encoding="utf-8"))
-
-
-def cost_tables(root: Path) -> str:
-    """The fine-tuning step-cost tables (docs/benchmarks/cost-cpu.json), as its generated .md shows them."""
-    from ..engine.cost import cost_markdown
-
-    return cost_markdown(_load(root, COST_JSON)).split("\n", 2)[2]  # without the title line
 
 
 def accuracy_check(root: Path) -> str:
