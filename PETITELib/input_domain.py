@@ -129,13 +129,17 @@ def check_input(volume, affine, name: str = "input volume") -> Tuple[np.ndarray,
     return array, matrix
 
 
-def check_reconstruction(output: np.ndarray, source: np.ndarray, name: str = "input volume") -> None:
+def check_reconstruction(output: np.ndarray, source: np.ndarray, name: str = "input volume",
+                         check_range: bool = True) -> None:
     """Refuse (one-line PetiteError naming the input ``name``) a reconstruction of ``source`` that
-    holds NaN/Inf voxels or leaves the sane range of the input (see the module docstring)."""
+    holds NaN/Inf voxels or (``check_range``) leaves the sane range of the input (see the module
+    docstring)."""
     bad = int(output.size - np.count_nonzero(np.isfinite(output)))
     if bad:
         raise PetiteError(f"{name}: the reconstruction has {bad} non-finite (NaN or Inf) voxels and was not "
                           "written (the model is damaged or does not suit this volume)")
+    if not check_range:
+        return
     high, peak = float(np.percentile(source, 99.9)), float(np.max(source))
     lowest, highest = float(np.min(output)), float(np.max(output))
     floor, ceiling = OUTPUT_LOW * high, OUTPUT_HIGH * peak

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from bad_input_support import refused, uniform_noise, write_volume
+from bad_input_support import refused, uniform_noise, write_cohort, write_volume
 from phantom_head import affine_for, short_and_long
 from PETITELib import api
 from PETITELib.backbones import build_backbone
@@ -116,6 +116,17 @@ def test_a_reconstruction_outside_the_sane_range_or_not_finite_is_never_written(
     line = refused(capsys, _reconstruct(source, tmp_path / "out.nii.gz", "--base", str(model)),
                    ["in.nii.gz", model.name], inputs=[source, model], folders=[tmp_path])
     assert "range" in line or "finite" in line
+
+
+def test_an_evaluation_scores_a_model_whose_output_leaves_the_sane_range(wild_bases, tmp_path):
+    """Evaluations measure what a model gives (a poor figure, not a refusal); a non-finite output
+    is still refused (it has no figure)."""
+    cohort = write_cohort(tmp_path / "cohort", 1)
+    result = api.evaluate(cohort, base=wild_bases / "untrained.safetensors", device="cpu")
+    assert np.isfinite(result["methods"]["no-ft"]["mean"]["psnr"])
+    assert result["methods"]["no-ft"]["mean"]["psnr"] < result["methods"]["input"]["mean"]["psnr"]
+    with pytest.raises(PetiteError, match="non-finite"):
+        api.evaluate(cohort, base=wild_bases / "overflow.safetensors", device="cpu")
 
 
 API_VOLUMES = {

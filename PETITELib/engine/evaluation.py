@@ -114,7 +114,7 @@ def evaluate_models(subjects: Sequence[Subject], models: Mapping[str, Callable[[
             tic = time.perf_counter()
             prediction = short if predict is None else reconstruct_volume(
                 predict, short, reference.spacing, device=device, overlap=overlap, cancel=cancel,
-                name=str(subject.short))
+                name=str(subject.short), check_range=False)
             seconds += time.perf_counter() - tic
             per_subject[subject.subject_id] = score(prediction, reference, name=str(subject.long))
             if reference.regions is not None:

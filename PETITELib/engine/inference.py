@@ -71,14 +71,16 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], torch.Tensor], volu
 def reconstruct_volume(predict: Callable[[torch.Tensor], torch.Tensor], volume: np.ndarray,
                        spacing: Sequence[float], *, device: torch.device, overlap: float = DEFAULT_OVERLAP,
                        batch_size: int = 2, progress: Optional[ProgressCallback] = None,
-                       cancel: Optional[CancelToken] = None, name: str = "input") -> np.ndarray:
+                       cancel: Optional[CancelToken] = None, name: str = "input",
+                       check_range: bool = True) -> np.ndarray:
     """Long-scan estimate of a short scan, both (x, y, z) float32 in the input's units.
 
     The short scan is divided by its normalisation factor (:mod:`PETITELib.data.normalization`),
     passed through :func:`sliding_window_predict`, and multiplied back, so a volume scaled by
     c gives an output scaled by c. spacing: voxel size in mm (for the factor's head mask).
-    A result with NaN/Inf voxels or outside the sane range of the input is refused with a
-    PetiteError naming ``name`` (:func:`PETITELib.input_domain.check_reconstruction`).
+    A result with NaN/Inf voxels or (``check_range``) outside the sane range of the input is
+    refused with a PetiteError naming ``name`` (:func:`PETITELib.input_domain.check_reconstruction`);
+    evaluations turn the range check off: they measure what a model gives, however poor.
     """
     from ..data.normalization import denormalize, normalization_factor, normalize
     from ..input_domain import check_reconstruction
@@ -87,5 +89,5 @@ def reconstruct_volume(predict: Callable[[torch.Tensor], torch.Tensor], volume: 
     output = sliding_window_predict(predict, normalize(volume, factor), device=device, overlap=overlap,
                                     batch_size=batch_size, progress=progress, cancel=cancel)
     output = denormalize(output, factor)
-    check_reconstruction(output, volume, name)
+    check_reconstruction(output, volume, name, check_range)
     return output
