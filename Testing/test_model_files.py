@@ -153,6 +153,42 @@ def test_adapter_loading_refuses_mismatches(tmp_path, cvtgan_base):
         load_adapter(fresh, base_path)
 
 
+def test_old_vpt_files_with_gated_prompts_load_as_gvpt(tmp_path, volume, cvtgan_base):
+    """Before vpt became the paper's joint-softmax form, ``vpt`` was the gated form: such a file
+    says ``vpt`` and holds ``prompt_gate`` tensors. It is read as ``gvpt`` and computes exactly
+    what it was trained to; the file is not changed, and it no longer passes for ``petite``."""
+    base_path, model = cvtgan_base
+    apply_peft(model, "enc=gvpt+dec=lora+bitfit")
+    _train_a_little(model, seed=3)
+    expected = _output(model, volume)
+    current = tmp_path / "gvpt.safetensors"
+    save_adapter(current, model)
+    document, tensors = read_metadata(current, "petite-adapter", ADAPTER_FORMAT_VERSION), read_tensors(current)
+    assert document["spec"] == "enc=gvpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"
+    assert any(name.endswith(".prompt_gate") for name in tensors)
+    old = tmp_path / "old-vpt.safetensors"
+    write_tensors(old, tensors, {**document, "spec": "enc=vpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"})
+    old_bytes = old.read_bytes()
+
+    assert read_adapter(old).metadata.spec == document["spec"]
+    fresh = load_base_model(base_path).model
+    assert load_adapter(fresh, old).spec == document["spec"]
+    assert applied_peft(fresh).spec.methods == ("bitfit", "lora", "gvpt")
+    assert torch.equal(_output(fresh, volume), expected)
+    with pytest.raises(PetiteError, match="expected 'enc=vpt") as info:
+        load_adapter(fresh, old, expected_spec="petite")
+    _one_line(info, old)
+    assert old.read_bytes() == old_bytes
+
+    remove_peft(model)  # a joint-softmax vpt file has no gates and stays vpt
+    apply_peft(model, "vpt")
+    _train_a_little(model, seed=4)
+    save_adapter(tmp_path / "vpt.safetensors", model)
+    joint = read_adapter(tmp_path / "vpt.safetensors")
+    assert joint.metadata.spec == "enc=vpt(tokens=0/8/32)+dec=vpt(tokens=32/8)"
+    assert all(name.endswith(".prompt_tokens") for name in joint.tensors)
+
+
 def test_adapter_metadata_must_be_json(tmp_path, cvtgan_base):
     _, model = cvtgan_base
     apply_peft(model, "bitfit")

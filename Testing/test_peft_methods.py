@@ -1,6 +1,9 @@
 """The PEFT guarantees, for every method on both backbones (cpu preset, one 64^3 volume):
 
-- an additive method (lora, adapter, ssf, vpt) leaves the output unchanged when applied;
+- an additive method leaves the output unchanged when applied (lora, adapter, ssf, gvpt), except
+  the paper's vpt, whose prompts share the image tokens' softmax from the start;
+- vpt's prompts enter at the second ViT block / at each prompted CvT stage and attend jointly
+  with the image tokens (checked against a hand-written softmax), gvpt's through a gate;
 - exactly the method's tensors require grad, each gets a nonzero gradient and nothing else
   gets one, and the trainable count counts exactly those;
 - LoRA and SSF merge into the base weights (same output, layers and hooks gone) and unmerge
@@ -11,6 +14,7 @@
 - removing a spec restores the base exactly.
 """
 import copy
+import sys
 
 import pytest
 import torch
@@ -19,12 +23,15 @@ from torch import nn
 from PETITELib.backbones import BACKBONES, build_backbone
 from PETITELib.errors import PetiteError
 from PETITELib.peft import (METHODS, apply_peft, base_weights_sha256, count_parameters, merge_peft,
-                            method_catalogue, peft_state_dict, remove_peft, trainable_parameters, unmerge_peft)
+                            method_catalogue, parse_spec, peft_state_dict, remove_peft, trainable_parameters,
+                            unmerge_peft)
 from PETITELib.peft.layernorm import NORM_TYPES
 from PETITELib.peft.layers import TunedLayer
 
-ADDITIVE = [name for name, method in METHODS.items() if method.kind == "additive"]
-MARKERS = {"lora": ".lora.", "adapter": ".adapter.", "ssf": ".ssf.", "vpt": ".prompt_"}
+IDENTITY_AT_INIT = [name for name, method in METHODS.items() if method.kind == "additive" and method.identity_at_init]
+MARKERS = {"lora": ".lora.", "adapter": ".adapter.", "ssf": ".ssf.", "vpt": ".prompt_tokens", "gvpt": ".prompt_"}
+# every method at once (the two prompt methods cannot share a part: one spec with each)
+ALL_METHODS = ["+".join(m for m in METHODS if m != other) for other in ("gvpt", "vpt")]
 
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
@@ -69,7 +76,11 @@ def _hook_count(model):
     return sum(len(module._forward_hooks) for module in model.modules())
 
 
-@pytest.mark.parametrize("method", ADDITIVE)
+def test_only_vpt_among_additive_methods_is_not_identity_at_init():
+    assert [name for name, m in METHODS.items() if m.kind == "additive" and not m.identity_at_init] == ["vpt"]
+
+
+@pytest.mark.parametrize("method", IDENTITY_AT_INIT)
 def test_additive_method_is_identity_when_applied(base, method):
     plain, x, _, reference = base
     model = copy.deepcopy(plain)
@@ -79,7 +90,7 @@ def test_additive_method_is_identity_when_applied(base, method):
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_exactly_the_method_tensors_train_and_all_get_gradients(base, method):
-    """Zero-initialised factors (LoRA B, adapter up-projection, VPT gates) make the other
+    """Zero-initialised factors (LoRA B, adapter up-projection, gvpt gates) make the other
     factor's gradient exactly zero at the very first step (dL/dA = B^T ...). So before the
     gradient check every trainable tensor is moved a little, as one optimizer step would."""
     plain, x, y, _ = base
@@ -159,13 +170,14 @@ def test_unmerge_restores_the_layers_and_the_base_weights(base, spec):
     assert torch.equal(_output(model, x), reference)
 
 
-def test_peft_layers_are_modules_with_the_base_names(base):
+@pytest.mark.parametrize("spec", ALL_METHODS)
+def test_peft_layers_are_modules_with_the_base_names(base, spec):
     """No forward hooks: each adapted layer is its own type's tuned subclass with the method as
     a child; base tensors keep their names, and removal gives back the plain types."""
     plain, *_ = base
     model = copy.deepcopy(plain)
     types = {name: type(module) for name, module in model.named_modules()}
-    apply_peft(model, "+".join(METHODS))
+    apply_peft(model, spec)
     assert _hook_count(model) == 0
     tuned = {name: module for name, module in model.named_modules() if isinstance(module, TunedLayer)}
     assert tuned and all(isinstance(module, types[name]) for name, module in tuned.items())
@@ -228,7 +240,7 @@ def test_lora_touches_only_q_and_k_of_the_fused_unetr_qkv():
     assert torch.equal(merged[2 * hidden:], original[2 * hidden:])
 
 
-@pytest.mark.parametrize("spec", ["+".join(METHODS), "petite"])
+@pytest.mark.parametrize("spec", ALL_METHODS + ["petite"])
 def test_remove_restores_the_base_exactly(base, spec):
     plain, x, _, reference = base
     model = copy.deepcopy(plain)
@@ -244,27 +256,132 @@ def test_remove_restores_the_base_exactly(base, spec):
     assert torch.equal(_output(model, x), reference)
 
 
-def test_every_catalogue_entry_applies_and_the_petite_mix_is_identity(base):
+def test_every_catalogue_entry_applies_and_starts_as_its_methods_do(base):
+    """Every entry applies; a spec of identity-at-init methods (UNETR's petite) leaves the output
+    unchanged, one with vpt (CvT-GAN's petite: the paper's VPT in the encoder) does not."""
     plain, x, _, reference = base
     model = copy.deepcopy(plain)
     for entry in method_catalogue(plain.backbone_name):
-        apply_peft(model, entry.spec)
+        spec = apply_peft(model, entry.spec)
         assert count_parameters(model).trainable > 0, entry.name
-        if entry.name == "petite":
-            assert (_output(model, x) - reference).abs().max() <= 1e-6
+        change = (_output(model, x) - reference).abs().max()
+        if all(METHODS[method].identity_at_init for method in spec.methods):
+            assert change <= 1e-6, entry.name
+        else:
+            assert change > 1e-4, entry.name
         remove_peft(model)
+    assert "vpt" in parse_spec("petite", plain.backbone_name).methods or plain.backbone_name == "unetr"
 
 
-def test_vpt_prompts_act_once_the_gates_open(base):
+def test_gvpt_prompts_act_once_the_gates_open(base):
     plain, x, _, reference = base
     model = copy.deepcopy(plain)
-    apply_peft(model, "vpt")
+    apply_peft(model, "gvpt")
     with torch.no_grad():
         for name, parameter in trainable_parameters(model).items():
             if name.endswith("prompt_gate"):
                 parameter.fill_(0.5)
     out = _output(model, x)
     assert out.shape == reference.shape and (out - reference).abs().max() > 1e-4
+
+
+def _block_outputs(model, x):
+    """The image-token outputs (prompts dropped) of every ViT block (UNETR) or CvT stage."""
+    outputs = []
+    modules = list(model.vit.blocks) if model.backbone_name == "unetr" else list(model._stages().values())
+    handles = [m.register_forward_hook(lambda module, args, out: outputs.append(out)) for m in modules]
+    _output(model, x)
+    for handle in handles:
+        handle.remove()
+    if model.backbone_name == "unetr":  # a block's output still carries the prompts in front
+        return [out[:, out.shape[1] - 64:] for out in outputs]
+    return outputs
+
+
+def test_vpt_prompts_change_the_output_from_where_they_enter_and_only_prompts_train(base):
+    """The paper's VPT: prompts enter at the 2nd ViT block (UNETR) / at each stage with a nonzero
+    count (CvT-GAN's encoder 0/8/32: stages 2 and 3), so what comes before is unchanged and what
+    comes after changes at once, before any training. Only the prompt tokens train, and at
+    initialisation they already get a gradient (gvpt's wait for their gates)."""
+    plain, x, y, reference = base
+    before = _block_outputs(plain, x)
+    model = copy.deepcopy(plain)
+    apply_peft(model, "enc=vpt")
+    after = _block_outputs(model, x)
+    first = 1  # UNETR: prompts enter at block 2; CvT-GAN (0/8/32): at encoder stage 2
+    assert all(torch.equal(a, b) for a, b in zip(after[:first], before[:first]))
+    assert all((a - b).abs().max() > 1e-5 for a, b in zip(after[first:], before[first:]))
+    assert (_output(model, x) - reference).abs().max() > 1e-4
+    trainable = trainable_parameters(model)
+    assert trainable and all(name.endswith(".prompt_tokens") for name in trainable)
+    model.train()
+    nn.functional.mse_loss(model(x), y).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable.values())
+    gated = copy.deepcopy(plain)
+    apply_peft(gated, "enc=gvpt")
+    gated.train()
+    nn.functional.mse_loss(gated(x), y).backward()
+    prompts = [p for n, p in trainable_parameters(gated).items() if n.endswith(".prompt_tokens")]
+    assert prompts and not any(p.grad.any() for p in prompts)
+
+
+def _manual_attention(q, k, v, num_prompts, gate):
+    """Reference attention written out: one softmax over all keys, or two softmaxes with a gate."""
+    scale = q.shape[-1] ** -0.5
+
+    def attend(keys, values):
+        return torch.softmax(q @ keys.transpose(-1, -2) * scale, dim=-1) @ values
+
+    if gate is None:
+        return attend(k, v)
+    return attend(k[:, :, num_prompts:], v[:, :, num_prompts:]) \
+        + gate.view(1, -1, 1, 1) * attend(k[:, :, :num_prompts], v[:, :, :num_prompts])
+
+
+@pytest.mark.parametrize("method", ["vpt", "gvpt"])
+def test_prompt_attention_is_one_softmax_for_vpt_and_two_for_gvpt(base, method, monkeypatch):
+    """The attention of a prompted UNETR block / CvT block, recomputed from its own q, k, v with
+    a hand-written softmax: for vpt the prompt keys sit in the same softmax as the image keys."""
+    plain, x, *_ = base
+    model = copy.deepcopy(plain)
+    apply_peft(model, f"enc={method}")
+    _perturb(model, scale=0.5)  # open the gates
+    attention = model.vit.blocks[1].attn if plain.backbone_name == "unetr" else model.encoder["stage2"].blocks[0].attn
+    module = sys.modules[type(attention).__module__]
+    original, seen = module.prompt_attention, []
+
+    def recording(q, k, v, num_prompts, gate, dropout_p=0.0):
+        out = original(q, k, v, num_prompts, gate, dropout_p)
+        seen.append((q, k, v, num_prompts, gate, out))
+        return out
+
+    monkeypatch.setattr(module, "prompt_attention", recording)
+    _output(model, x)
+    prompted = [call for call in seen if call[3]]
+    # UNETR: blocks 2-12 of 12; CvT-GAN (0/8/32): encoder stages 2 and 3, 2 blocks each, of 8 attentions
+    assert (len(prompted), len(seen)) == {"unetr": (11, 12), "cvtgan": (4, 8)}[plain.backbone_name]
+    for q, k, v, num_prompts, gate, out in prompted:
+        assert k.shape[2] > num_prompts > 0 and (gate is None) == (method == "vpt")
+        torch.testing.assert_close(out, _manual_attention(q, k, v, num_prompts, gate), rtol=1e-4, atol=1e-5)
+    if method == "vpt":  # every image query gives the prompts part of its attention weights
+        q, k, _, num_prompts, *_ = prompted[0]
+        weights = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1)
+        assert weights[..., num_prompts:, :num_prompts].sum(-1).min() > 0
+
+
+@pytest.mark.parametrize("spec", ["vpt", "gvpt"])
+def test_prompted_models_keep_the_lean_frozen_layers(base, spec):
+    """Prompt methods add no layer; every frozen convolution still runs its lean autograd
+    function: one input-gradient kernel per conv whose input needs a gradient, none for the rest."""
+    plain, x, y, _ = base
+    model = copy.deepcopy(plain).train()
+    apply_peft(model, spec)
+    _perturb(model)
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))]
+    assert convs and all(isinstance(m, TunedLayer) for m in convs)
+    kernels, needs, skips = _convolution_kernels(model, x, y)
+    assert kernels == len(needs) > 0 and skips
+    assert merge_peft(model) == []  # prompts cannot be folded into weights
 
 
 def test_frozen_prefix_stays_out_of_the_autograd_graph(base):

@@ -20,6 +20,8 @@ def test_terms_get_the_papers_per_part_defaults():
     assert parse_spec("dec=vpt", "cvtgan").terms[0].config == VPTConfig(tokens=(32, 8))  # Table 6
     assert parse_spec("vpt", "unetr").canonical == "enc=vpt(tokens=50)"  # UNETR's CNN decoder has no tokens
     assert parse_spec("enc=vpt(tokens=4)", "cvtgan").canonical == "enc=vpt(tokens=4/4/4)"
+    assert parse_spec("gvpt", "unetr").canonical == "enc=gvpt(tokens=50)"  # the gated variant takes VPT's
+    assert parse_spec("enc=gvpt+dec=vpt", "cvtgan").canonical == "enc=gvpt(tokens=0/8/32)+dec=vpt(tokens=32/8)"
 
 
 @pytest.mark.parametrize("text,canonical", [
@@ -57,6 +59,7 @@ def test_every_table_6_and_7_mix_is_expressible(backbone):
     ("lora(rank=4)", "lora has no argument 'rank'"),
     ("enc=vpt(tokens=8/8)", "1 prompt stage"),
     ("lora+enc=lora", "applies lora to the encoder twice"),
+    ("vpt+gvpt", "gives the encoder prompts twice"),
     ("enc=lora(r=4", "cannot read term"),
     ("", "cannot read term"),
 ])
@@ -76,6 +79,8 @@ def test_supplementary_table_3_defaults():
     assert default_hyperparameters("unetr", "vpt").learning_rate == 1e-2
     assert default_hyperparameters("cvtgan", "ssf").weight_decay == 1e-6
     assert default_hyperparameters("cvtgan", "vpt").learning_rate == 1e-3
+    for backbone in BACKBONES:  # gvpt, our gated VPT, trains with VPT's column
+        assert default_hyperparameters(backbone, "gvpt") == default_hyperparameters(backbone, "vpt")
     assert default_hyperparameters("cvtgan", "full").optimizer == "adam"
     assert default_hyperparameters("unetr", "full").schedule == "warmup-cosine"
     petite = default_hyperparameters("unetr", "petite")

@@ -53,7 +53,8 @@ class PromptStage:
     owner: module holding the ``prompt_tokens`` parameter (1, P, width) and the attribute
     ``prompt_first_block`` (index of the block the prompts enter before).
     attentions: the attention modules of the blocks the prompts pass through; each has the
-    attributes ``num_prompts`` (int) and ``prompt_gate`` (parameter of shape (heads,) or None).
+    attributes ``num_prompts`` (int) and ``prompt_gate`` (parameter of shape (heads,) for
+    gated prompts, None for prompts that share the image tokens' softmax).
     """
 
     owner: str

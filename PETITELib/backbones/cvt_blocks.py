@@ -13,7 +13,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
-from .tokens import PromptableAttention, gated_prompt_attention, run_blocks
+from .tokens import PromptableAttention, prompt_attention, run_blocks
 
 
 class ConvProjection(nn.Sequential):
@@ -56,7 +56,7 @@ class ConvAttention(PromptableAttention):
         q = project(self.conv_q, self.proj_q)
         k = project(self.conv_k, self.proj_k)
         v = project(self.conv_v, self.proj_v)
-        out = gated_prompt_attention(q, k, v, self.num_prompts, self.prompt_gate)
+        out = prompt_attention(q, k, v, self.num_prompts, self.prompt_gate)
         return self.proj_out(out.transpose(1, 2).reshape(batch, length, dim))
 
 

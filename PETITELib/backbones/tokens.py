@@ -1,11 +1,15 @@
 """Transformer plumbing shared by both backbones: running blocks with optional VPT prompts
-and activation checkpointing, and attention with a zero-initialised prompt gate.
+and activation checkpointing, and attention over image tokens and prompts.
 
-Prompt gating (a documented deviation from plain VPT): with prompts in the key/value set the
-image tokens' softmax would change at initialisation. Instead each query attends to the image
-keys and to the prompt keys in two separate softmaxes and the prompt part is added with a
-learnable per-head gate that starts at zero, so a freshly prompted model computes exactly
-what its base computes.
+Prompts take part in attention in one of two ways, chosen per attention layer by its
+``prompt_gate`` (see :class:`PromptableAttention`):
+
+- no gate (``vpt``, as in VPT and the PETITE paper): the prompts are ordinary extra tokens, so
+  every query attends to the prompt and image keys in ONE softmax. The prompts then change the
+  image tokens' attention weights from the start: not the identity at initialisation;
+- a per-head gate (``gvpt``, our variant): each query attends to the image keys and to the
+  prompt keys in two separate softmaxes and the prompt part is added times the gate, which
+  starts at zero, so a freshly prompted model computes exactly what its base computes.
 """
 from __future__ import annotations
 
@@ -41,15 +45,16 @@ def run_blocks(blocks: nn.ModuleList, tokens: torch.Tensor, owner: nn.Module, *b
     return tokens[:, num_prompts:], outputs
 
 
-def gated_prompt_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_prompts: int,
-                           gate: Optional[torch.Tensor], dropout_p: float = 0.0) -> torch.Tensor:
+def prompt_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_prompts: int,
+                     gate: Optional[torch.Tensor], dropout_p: float = 0.0) -> torch.Tensor:
     """Scaled dot-product attention where the first ``num_prompts`` keys/values are prompts.
 
     q: (B, heads, Nq, d); k, v: (B, heads, Nk, d); gate: (heads,) or None.
-    Returns (B, heads, Nq, d) = softmax-attention over the image keys
-    + gate * softmax-attention over the prompt keys (just the first term without prompts).
+    Without a gate (or without prompts): one softmax over all Nk keys, prompts and image
+    tokens together. With a gate: softmax-attention over the image keys + gate * softmax-
+    attention over the prompt keys. Returns (B, heads, Nq, d).
     """
-    if num_prompts == 0:
+    if num_prompts == 0 or gate is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     image = F.scaled_dot_product_attention(q, k[:, :, num_prompts:], v[:, :, num_prompts:],
                                            dropout_p=dropout_p)
@@ -62,7 +67,8 @@ class PromptableAttention(nn.Module):
     """Base class of the backbones' attention layers: holds the VPT prompt attributes.
 
     ``num_prompts`` (int): how many leading tokens of the input are prompts (0: none).
-    ``prompt_gate`` (parameter of shape (heads,) or None): the prompt part's gate.
+    ``prompt_gate`` (parameter of shape (heads,) or None): the prompt part's gate (``gvpt``);
+    None: prompts and image tokens share one softmax (``vpt``). See :func:`prompt_attention`.
     """
 
     def __init__(self, num_heads: int) -> None:

@@ -2,8 +2,8 @@
 
 Changes to MONAI's network, none of which alter its function:
 - each block's ``SABlock`` is replaced by :class:`FusedQKVSelfAttention`, which reuses the same
-  ``qkv`` and ``out_proj`` layers (same parameter names) and adds gated VPT prompts and
-  PyTorch's fused scaled-dot-product attention;
+  ``qkv`` and ``out_proj`` layers (same parameter names) and adds VPT prompts (joint or
+  gated, see :mod:`PETITELib.backbones.tokens`) and PyTorch's fused scaled-dot-product attention;
 - the unused ``norm_cross_attn`` LayerNorm of each block is removed (MONAI creates it even
   without cross-attention; it would inflate parameter counts and never get a gradient);
 - ``forward`` walks the ViT blocks itself so that prompts can be dropped before the decoder
@@ -27,7 +27,7 @@ from ..errors import PetiteError
 from .base import (ROI_SIZE, AdapterSite, BackboneMixin, LoRATarget, PartSites, PromptStage,
                    check_volume_batch)
 from .checkpointing import call
-from .tokens import PromptableAttention, gated_prompt_attention, run_blocks
+from .tokens import PromptableAttention, prompt_attention, run_blocks
 
 DECODER_PREFIXES = ("encoder1.", "encoder2.", "encoder3.", "encoder4.",
                     "decoder5.", "decoder4.", "decoder3.", "decoder2.", "out.")
@@ -60,7 +60,7 @@ class FusedQKVSelfAttention(PromptableAttention):
     """Multi-head self-attention on (B, N, C) tokens with MONAI's fused ``[q|k|v]`` Linear.
 
     ``qkv``: Linear C -> 3C laid out [q | k | v], each third split into heads; ``out_proj``:
-    Linear C -> C. Supports gated VPT prompts (see :mod:`PETITELib.backbones.tokens`).
+    Linear C -> C. Supports VPT prompts, joint or gated (see :mod:`PETITELib.backbones.tokens`).
     """
 
     def __init__(self, qkv: nn.Linear, out_proj: nn.Linear, num_heads: int, dropout_rate: float) -> None:
@@ -77,7 +77,7 @@ class FusedQKVSelfAttention(PromptableAttention):
         batch, length, _ = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         dropout_p = self.dropout_rate if self.training else 0.0
-        out = gated_prompt_attention(q, k, v, self.num_prompts, self.prompt_gate, dropout_p)
+        out = prompt_attention(q, k, v, self.num_prompts, self.prompt_gate, dropout_p)
         return self.drop_output(self.out_proj(out.transpose(1, 2).reshape(batch, length, -1)))
 
 

@@ -1,6 +1,7 @@
-"""Parameter-efficient fine-tuning for PETITE backbones: one registry of six methods
-(layernorm, bitfit, lora, adapter, ssf, vpt), Mix-PEFT specs, the ``petite`` preset, ``full``
-fine-tuning, merging, adapter and base-model files, and adapter switching.
+"""Parameter-efficient fine-tuning for PETITE backbones: one registry of the paper's six methods
+(layernorm, bitfit, lora, adapter, ssf, vpt) and our gated VPT (gvpt), Mix-PEFT specs, the
+``petite`` preset, ``full`` fine-tuning, merging, adapter and base-model files, and adapter
+switching.
 
 Typical use::
 

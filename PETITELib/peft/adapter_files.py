@@ -7,10 +7,14 @@ every read), ``backbone``, ``preset``, ``base_sha256`` (of the base weights it w
 ``spec`` (canonical PEFT spec), ``scanner`` (free-form dict describing the target scanner) and
 ``training`` (free-form summary). Reading checks every field's type, the tensors' SHA-256 and
 finiteness; loading onto a model also checks each tensor's name, shape and dtype.
+
+Files written while ``vpt`` meant the gated form (now ``gvpt``) say ``vpt`` and hold
+``*.prompt_gate`` tensors, which the joint-softmax ``vpt`` never has: reading such a file gives
+its spec with ``gvpt`` for ``vpt``, so it loads as what it was trained as (the file is not changed).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -21,10 +25,11 @@ from ..errors import PetiteError
 from .model import (applied_peft, apply_peft, base_weights_sha256, peft_state_dict, remove_peft,
                     trainable_parameters)
 from .safetensors_io import SHA256, TENSORS_SHA256_KEY, check_dtype, check_fields, read_file, to_json, write_tensors
-from .spec import parse_spec
+from .spec import PeftSpec, parse_spec
 
 ADAPTER_FORMAT = "petite-adapter"
 ADAPTER_FORMAT_VERSION = 2  # 2: tensors_sha256 recorded and checked
+PROMPT_GATE_SUFFIX = ".prompt_gate"  # gated-prompt tensors: written by gvpt (and by vpt before it was joint)
 ADAPTER_FIELDS = {"backbone": str, "preset": str, "base_sha256": SHA256, "spec": str, "scanner": dict,
                   "training": dict}
 
@@ -76,7 +81,23 @@ def read_adapter(path) -> AdapterFile:
         metadata = AdapterMetadata(**{k: v for k, v in document.items() if k not in ("format", TENSORS_SHA256_KEY)})
     except TypeError:
         raise PetiteError(f"{path}: adapter metadata is incomplete or has unknown fields") from None
-    return AdapterFile(path, metadata, tensors)
+    return AdapterFile(path, _gated_vpt_as_gvpt(metadata, tensors), tensors)
+
+
+def _gated_vpt_as_gvpt(metadata: AdapterMetadata, tensors: Dict[str, torch.Tensor]) -> AdapterMetadata:
+    """``metadata`` with ``gvpt`` for ``vpt`` when the file holds gated prompts under a spec
+    without ``gvpt`` (a file from before ``vpt`` became the joint form); else unchanged. A spec
+    that does not parse is left for :func:`check_adapter_fits` to report."""
+    if not any(name.endswith(PROMPT_GATE_SUFFIX) for name in tensors):
+        return metadata
+    try:
+        spec = parse_spec(metadata.spec, metadata.backbone)
+    except PetiteError:
+        return metadata
+    if "vpt" not in spec.methods or "gvpt" in spec.methods:
+        return metadata
+    terms = tuple(replace(term, method="gvpt") if term.method == "vpt" else term for term in spec.terms)
+    return replace(metadata, spec=PeftSpec(spec.backbone, terms).canonical)
 
 
 def check_adapter_fits(adapter: AdapterFile, model: nn.Module, base_sha256: Optional[str] = None) -> None:

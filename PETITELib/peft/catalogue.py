@@ -44,7 +44,7 @@ class CatalogueEntry:
 def method_catalogue(backbone: str) -> List[CatalogueEntry]:
     """Every single method, ``petite``, ``full`` and each Table 6/7 mix for ``backbone``."""
     table1 = TABLE1_PERCENT[backbone]
-    entries = [CatalogueEntry(name, "method", name, table1[name]) for name in METHODS]
+    entries = [CatalogueEntry(name, "method", name, table1.get(name)) for name in METHODS]  # gvpt: not in the paper
     entries.append(CatalogueEntry("petite", "preset", "petite", table1["petite"]))
     entries.append(CatalogueEntry(FULL_FINE_TUNING, "full", FULL_FINE_TUNING, table1["full"]))
     for (encoder, decoder), percent in MIX_PERCENT[backbone].items():

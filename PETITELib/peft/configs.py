@@ -1,4 +1,5 @@
-"""Configuration dataclasses of the six PEFT methods (one per method, validated on creation).
+"""Configuration dataclasses of the PEFT methods (one per method; vpt and gvpt share one),
+validated on creation.
 
 Each config is frozen and hashable; :func:`format_arguments` writes it back in the spec grammar.
 Validation errors are :class:`PetiteError` with a one-line message.

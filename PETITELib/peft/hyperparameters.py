@@ -3,6 +3,7 @@
 The engine looks them up with :func:`default_hyperparameters`. A spec made of one method
 (on any parts) gets that method's column; ``full`` the Full-FT column; any mix (including a
 method + BitFit) the PETITE column, which is what the paper used for its Mix-PEFT runs.
+``gvpt`` (our gated VPT) takes VPT's column.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ TABLE3: Dict[str, Dict[str, TrainingDefaults]] = {
         "lora": _column(1e-3, 1e-5),
         "adapter": _column(1e-2, 1e-5),
         "vpt": _column(1e-3, 1e-5),
+        "gvpt": _column(1e-3, 1e-5),
         "ssf": _column(1e-2, 1e-6),
         "petite": _column(1e-3, 1e-5),
     },
@@ -46,6 +48,7 @@ TABLE3: Dict[str, Dict[str, TrainingDefaults]] = {
         "lora": _column(1e-3, 1e-4, epochs=200),
         "adapter": _column(1e-2, 1e-4, epochs=200),
         "vpt": _column(1e-2, 1e-5, epochs=200),
+        "gvpt": _column(1e-2, 1e-5, epochs=200),
         "ssf": _column(1e-2, 1e-5, epochs=200),
         "petite": _column(1e-3, 1e-5, epochs=200),
     },

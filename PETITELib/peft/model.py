@@ -63,8 +63,9 @@ def apply_peft(model: nn.Module, spec) -> PeftSpec:
 
     Freezes every base parameter, makes the frozen layers memory-lean (they keep only what
     the backward pass needs, see :mod:`.frozen`), adds the methods' layers (identity at first
-    for additive methods), makes exactly the methods' tensors trainable, and keeps BatchNorm
-    layers on their running statistics. ``full`` makes every parameter trainable instead.
+    for every additive method but ``vpt``, see ``PeftMethod.identity_at_init``), makes exactly
+    the methods' tensors trainable, and keeps BatchNorm layers on their running statistics.
+    ``full`` makes every parameter trainable instead.
     Returns the parsed spec. Raises :class:`PetiteError` for a bad spec or when the model
     already carries one (call :func:`remove_peft` first).
     """

@@ -21,7 +21,8 @@ class PeftMethod:
 
     kind: ``"selective"`` (trains base tensors in place) or ``"additive"`` (adds layers);
     config_type: its config dataclass; inject(model, part, sites, config) -> MethodHandle;
-    mergeable: whether its layers fold into the base weights.
+    mergeable: whether its layers fold into the base weights; identity_at_init: whether a
+    freshly applied method leaves the model's output unchanged (selective methods trivially).
     """
 
     name: str
@@ -30,6 +31,7 @@ class PeftMethod:
     inject: Callable[[nn.Module, str, PartSites, object], MethodHandle]
     mergeable: bool
     description: str
+    identity_at_init: bool = True
 
 
 METHODS: Dict[str, PeftMethod] = {m.name: m for m in (
@@ -43,7 +45,10 @@ METHODS: Dict[str, PeftMethod] = {m.name: m for m in (
     PeftMethod("ssf", "additive", ssf.Config, ssf.inject, True,
                "per-channel scale and shift after attention, MLP, norm (and conv) layers"),
     PeftMethod("vpt", "additive", vpt.Config, vpt.inject, False,
-               "gated shallow prompt tokens entering at the 2nd encoder layer / each stage"),
+               "shallow prompt tokens joining the image tokens' softmax, entering at the 2nd "
+               "encoder layer / each stage", identity_at_init=False),
+    PeftMethod("gvpt", "additive", vpt.Config, vpt.inject_gated, False,
+               "vpt with the prompts in a separate softmax added through a zero-initialised gate"),
 )}
 
 # Spec part names -> backbone part names, and back.

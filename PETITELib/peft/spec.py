@@ -3,7 +3,7 @@
     spec   := "full" | preset | term ("+" term)*
     term   := [part "="] method ["(" [arg ("," arg)*] ")"]
     part   := "enc" | "dec"                    (also "encoder", "decoder")
-    method := "layernorm" | "bitfit" | "lora" | "adapter" | "ssf" | "vpt"
+    method := "layernorm" | "bitfit" | "lora" | "adapter" | "ssf" | "vpt" | "gvpt"
     arg    := name "=" value                   value: 4 | 0.5 | 0/8/32 (one count per stage)
     preset := "petite"                         (the paper's best mix for the backbone)
 
@@ -27,7 +27,7 @@ from typing import Dict, List, Tuple
 from ..backbones import BACKBONES
 from ..backbones.base import PART_NAMES
 from ..errors import PetiteError
-from .configs import format_arguments
+from .configs import VPTConfig, format_arguments
 from .defaults import METHOD_DEFAULTS
 from .registry import FULL_FINE_TUNING, METHODS, PART_ALIASES, PART_SHORT, PRESETS
 
@@ -128,7 +128,7 @@ def _make_config(backbone: str, method: str, part: str, given: Dict[str, object]
         values.setdefault("alpha", values["r"])
         if isinstance(values["alpha"], int):
             values["alpha"] = float(values["alpha"])
-    if method == "vpt":
+    if config_type is VPTConfig:
         stages = len(METHOD_DEFAULTS[backbone][method][part]["tokens"])
         tokens = values["tokens"]
         tokens = (tokens,) * stages if isinstance(tokens, int) else tokens
@@ -167,8 +167,8 @@ def parse_spec(spec, backbone: str) -> PeftSpec:
     """Parse spec text (or pass through a :class:`PeftSpec`) for ``backbone``.
 
     Raises :class:`PetiteError` (one line) for an unknown backbone, method, part or argument,
-    a bad value (e.g. rank 0), a part the method cannot act on, or a method given twice for
-    the same part.
+    a bad value (e.g. rank 0), a part the method cannot act on, a method given twice for
+    the same part, or both prompt methods (vpt, gvpt) on one part.
     """
     if backbone not in BACKBONES:
         raise PetiteError(f"unknown backbone '{backbone}' (choose from {', '.join(BACKBONES)})")
@@ -183,11 +183,16 @@ def parse_spec(spec, backbone: str) -> PeftSpec:
     terms: List[PeftTerm] = []
     for piece in _split_terms(source):
         terms.extend(_parse_term(piece, backbone, str(spec)))
-    seen = set()
+    seen, prompted = set(), {}
     for term in terms:
         if (term.method, term.part) in seen:
             raise PetiteError(f"PEFT spec '{spec}' applies {term.method} to the {term.part} twice")
         seen.add((term.method, term.part))
+        if isinstance(term.config, VPTConfig):
+            if term.part in prompted:
+                raise PetiteError(f"PEFT spec '{spec}' gives the {term.part} prompts twice "
+                                  f"({prompted[term.part]} and {term.method}); choose one")
+            prompted[term.part] = term.method
     order = {name: index for index, name in enumerate(METHODS)}
     terms.sort(key=lambda t: (order[t.method], PART_NAMES.index(t.part)))
     return PeftSpec(backbone, tuple(terms))

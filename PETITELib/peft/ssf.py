@@ -3,6 +3,9 @@
 Sites come from the backbone (``PartSites.ssf``): in a ViT after every norm layer, attention
 output projection and MLP output layer (each norm gets its own pair, so a block's two norms
 have two pairs); in a CNN after every norm and every convolution that does not feed a norm.
+These are the PETITE paper's sites ("after every MLP, MHSA and LayerNorm module"); the SSF
+paper also scales after the q/k/v projection and the first MLP layer, which the paper's
+Table 1 counts argue against (docs/peft-methods.md compares both).
 gamma starts at 1 and beta at 0 (identity). One class per kind of layer:
 
 - :class:`SSFNorm` (after a LayerNorm, InstanceNorm or BatchNorm) composes into the norm's

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 from .cost import accuracy_check
+from .methods import method_counts_table, ssf_sites_table
 from .simulator import scanner_differences_table, scanner_gap_table, simulator_noise_table
 
 GENERATORS: Dict[str, Callable[[Path], str]] = {
@@ -25,6 +26,8 @@ GENERATORS: Dict[str, Callable[[Path], str]] = {
     "simulator-noise": simulator_noise_table,
     "scanner-gap": scanner_gap_table,
     "peft-accuracy": accuracy_check,
+    "peft-method-counts": method_counts_table,
+    "ssf-sites": ssf_sites_table,
 }
 _SECTION = re.compile(r"(<!-- petite:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /petite:(?P=name) -->)", re.S)
 
