@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 from .cost import accuracy_check
+from .federated import federated_table
 from .methods import method_counts_table, ssf_sites_table
 from .simulator import scanner_differences_table, scanner_gap_table, simulator_noise_table
 
@@ -28,6 +29,7 @@ GENERATORS: Dict[str, Callable[[Path], str]] = {
     "peft-accuracy": accuracy_check,
     "peft-method-counts": method_counts_table,
     "ssf-sites": ssf_sites_table,
+    "federated-result": federated_table,
 }
 _SECTION = re.compile(r"(<!-- petite:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /petite:(?P=name) -->)", re.S)
 
