@@ -54,7 +54,7 @@ class BenchPlan:
     scanners: each simulated with ``target_seed`` (the same subjects on every target), its first
     ``target_train`` + ``target_val`` subjects fine-tune (``petite finetune`` splits them), the
     next ``target_test`` are held out for the scores. The full cpu plan uses the model zoo's
-    seeds, sizes and fine-tuning options (:class:`PETITELib.zoo.rebuild.ZooRecipe`), so a bench
+    seeds, sizes and fine-tuning options (:class:`PETITELib.engine.zoo_rebuild.ZooRecipe`), so a bench
     in the zoo's work folder reuses its cohorts, its Full-FT runs (``petite zoo gap``) and its
     PETITE adapters. pretrain/finetune: TrainSettings overrides. base: an existing base-model
     file to fine-tune instead of pre-training one (then no source cohort is simulated).
@@ -248,9 +248,8 @@ class _Bench:
 
 def _check_base(base: Path, plan: BenchPlan) -> None:
     """Refuse (one line) a ``--base`` that is not a base model of the plan's backbone and preset."""
-    from ..peft.base_files import BASE_FORMAT_VERSION
-    from ..peft.safetensors_io import read_metadata
-    from .models import BASE_FORMAT, file_format
+    from ..peft.base_files import BASE_FORMAT, BASE_FORMAT_VERSION
+    from ..peft.safetensors_io import file_format, read_metadata
 
     if file_format(base) != BASE_FORMAT:
         raise PetiteError(f"{base}: --base must be a base model file (from 'petite pretrain')")
