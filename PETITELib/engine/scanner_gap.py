@@ -73,6 +73,9 @@ def measure_scanner_gap(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int
                         overwrite: bool = False, progress: Optional[ProgressCallback] = None,
                         cancel: Optional[CancelToken] = None) -> dict:
     """Run the gap steps in ``work`` and write ``out`` (JSON) and OUT.md; returns the result."""
+    from ..extras import require
+
+    require("sim", "petite zoo gap")
     from ..data.cohort import load_cohort
     from .bench import machine_record
     from .devices import select_device

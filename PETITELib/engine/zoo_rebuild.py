@@ -184,6 +184,9 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
     Refuses (PetiteError) an ``out`` that already holds a manifest unless ``overwrite``.
     Returns the manifest document.
     """
+    from ..extras import require
+
+    require("sim", "petite zoo rebuild")
     from ..data.cohort import load_cohort
     from .devices import select_device
     from .evaluation import evaluate_models
