@@ -11,6 +11,7 @@ from ..hyperparameters import MIX_PERCENT, TABLE1_PERCENT, TABLE3, MethodTrainin
 from .registry import FULL_FINE_TUNING, METHODS
 from .spec import PeftSpec, parse_spec
 
+
 @dataclass(frozen=True)
 class CatalogueEntry:
     """A listed configuration: ``name`` (e.g. "lora", "petite", "mix:vpt/lora"), ``kind``

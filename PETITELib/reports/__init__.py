@@ -21,6 +21,7 @@ from typing import Callable, Dict, List
 
 from . import benchmarks
 from .hyperparameters import hyperparameter_tables
+from .input_domain import output_ranges, slab_gains
 from .peft import backbone_sizes_table, peft_parameters_table
 from .simulator import scanner_differences_table, scanner_gap_table, simulator_noise_table
 from .zoo import zoo_models_table, zoo_recipe
@@ -42,6 +43,8 @@ GENERATORS: Dict[str, Callable[[Path], str]] = {
     "quick-unetr-cpu-smoke-summary": partial(benchmarks.summary, relative=benchmarks.QUICK_SMOKE_BENCHMARK),
     "quick-unetr-cpu-time": partial(benchmarks.wall_time, relative=benchmarks.QUICK_BENCHMARK),
     "bench-plans": benchmarks.bench_plans,
+    "input-domain-ranges": output_ranges,
+    "input-domain-slabs": slab_gains,
 }
 _SECTION = re.compile(r"(<!-- petite:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /petite:(?P=name) -->)", re.S)
 
