@@ -17,6 +17,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import PetiteError
+from .extras import require
 from .nifti_io import atomic_write_bytes
 
 # (name, index of the sliced axis, horizontal axis, vertical axis) for (x, y, z) arrays.
@@ -87,9 +88,10 @@ def save_montage(path, rows: Sequence[Tuple[str, Sequence[Optional[np.ndarray]]]
     spacing: voxel size in mm along x, y, z, for the pixel aspect ratio.
     Written atomically; refuses to replace ``path`` unless ``overwrite``.
     """
+    path = Path(path)
+    require("figures", f"{path}: the figure")
     from matplotlib.figure import Figure
 
-    path = Path(path)
     if not rows:
         raise PetiteError(f"{path}: cannot draw a montage without rows")
     n_cols = len(column_titles)
@@ -130,9 +132,10 @@ def save_comparison_figure(path, short: np.ndarray, reconstruction: np.ndarray,
     |error|, each with a colour bar. spacing: voxel size in mm (x, y, z) for the aspect.
     Written atomically; refuses to replace ``path`` unless ``overwrite``.
     """
+    path = Path(path)
+    require("figures", f"{path}: the figure")
     from matplotlib.figure import Figure
 
-    path = Path(path)
     named = {"short": short, "reconstruction": reconstruction, "reference": reference, "error": error}
     volumes = {name: _check_volume(path, name, v) for name, v in named.items()}
     shapes = {v.shape for v in volumes.values()}

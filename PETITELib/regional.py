@@ -366,6 +366,9 @@ def to_csv(report: dict) -> str:
 def plot_png(report: dict) -> bytes:
     """PNG bytes: per region, SUVR (or mean uptake without a reference region) of each image as
     grouped bars, and the bias of each image against the reference image (%)."""
+    from .extras import require
+
+    require("figures", "the regional uptake plot")
     from matplotlib.figure import Figure
 
     images, reference = report["images"], report["reference_image"]

@@ -58,8 +58,8 @@ def test_plans():
 
 
 def test_the_cpu_plan_shares_the_model_zoo_s_cohorts_and_models():
-    from PETITELib.zoo.gap import gap_steps
-    from PETITELib.zoo.rebuild import ZooRecipe, recipe_steps
+    from PETITELib.engine.scanner_gap import gap_steps
+    from PETITELib.engine.zoo_rebuild import ZooRecipe, recipe_steps
 
     plan, recipe = make_plan("unetr", "cpu", targets=(2, 3, 4, 5)), ZooRecipe()
     assert (plan.source_seed, plan.source_subjects, plan.target_seed) == (recipe.source_seed, recipe.source_subjects,

@@ -4,7 +4,7 @@ import pytest
 from PETITELib.backbones import BACKBONES
 from PETITELib.errors import PetiteError
 from PETITELib.peft import METHODS, default_hyperparameters, method_catalogue, parse_spec
-from PETITELib.peft.catalogue import MIX_PERCENT
+from PETITELib.hyperparameters import DEVIATIONS, MIX_PERCENT, OPTIMIZER, WARMUP_COSINE
 from PETITELib.peft.configs import LoRAConfig, VPTConfig
 
 
@@ -81,11 +81,26 @@ def test_supplementary_table_3_defaults():
     assert default_hyperparameters("cvtgan", "vpt").learning_rate == 1e-3
     for backbone in BACKBONES:  # gvpt, our gated VPT, trains with VPT's column
         assert default_hyperparameters(backbone, "gvpt") == default_hyperparameters(backbone, "vpt")
-    assert default_hyperparameters("cvtgan", "full").optimizer == "adam"
-    assert default_hyperparameters("unetr", "full").schedule == "warmup-cosine"
+    assert default_hyperparameters("unetr", "full").warmup_fraction == WARMUP_COSINE > 0  # "WarmupCosine"
     petite = default_hyperparameters("unetr", "petite")
-    assert (petite.learning_rate, petite.weight_decay, petite.epochs) == (1e-3, 1e-5, 200)
-    assert default_hyperparameters("cvtgan", "enc=ssf+dec=lora+bitfit").epochs == 150
+    assert (petite.learning_rate, petite.weight_decay, petite.warmup_fraction) == (1e-3, 1e-5, 0.0)
+    assert default_hyperparameters("cvtgan", "enc=ssf+dec=lora+bitfit") == default_hyperparameters("cvtgan", "petite")
+    # Table 3 lists Adam for CvT-GAN Full-FT; the engine trains everything with AdamW and says so
+    assert default_hyperparameters("cvtgan", "full").paper_optimizer == "Adam" and OPTIMIZER == "AdamW"
+    assert any(d.setting == "optimizer, CvT-GAN Full-FT" and d.paper.startswith("Adam ") for d in DEVIATIONS)
     for backbone in BACKBONES:
         for method in METHODS:
-            assert default_hyperparameters(backbone, method).optimizer == "adamw"
+            column = default_hyperparameters(backbone, method)
+            assert column.paper_optimizer == OPTIMIZER and column.warmup_fraction == 0.0
+
+
+def test_finetuning_settings_take_the_preset_epochs_and_the_method_column():
+    from PETITELib.engine.settings import finetune_defaults, pretrain_defaults
+
+    paper = finetune_defaults("unetr", "paper", "petite")
+    assert (paper.epochs, paper.lr, paper.weight_decay, paper.batch_size) == (200, 1e-3, 1e-5, 6)
+    assert finetune_defaults("cvtgan", "paper", "enc=ssf+dec=lora+bitfit").epochs == 150  # Table 3's total epochs
+    full = finetune_defaults("unetr", "cpu", "full")
+    assert (full.epochs, full.warmup_fraction, full.val_every) == (12, WARMUP_COSINE, 4)
+    assert finetune_defaults("cvtgan", "cpu", "ssf").weight_decay == 1e-6
+    assert (pretrain_defaults("cvtgan", "paper").lr, pretrain_defaults("unetr", "paper").epochs) == (2e-4, 1000)

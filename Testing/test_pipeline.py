@@ -5,7 +5,7 @@ import torch
 
 from PETITELib.data.cohort import Subject, load_cohort
 from PETITELib.data.pipeline import (CropDataset, pad_to_roi, prepare_input, prepare_subject, prepare_subjects,
-                                     restore_output, split_subjects, unpad, validation_volumes)
+                                     restore_output, split_subjects, unpad)
 from PETITELib.errors import PetiteError
 from PETITELib.head_mask import head_mask
 from PETITELib.metrics import compare_volumes
@@ -126,14 +126,12 @@ def test_split_refuses_impossible_sizes(n_val, message):
         split_subjects(subjects[:1], 1, seed=0)
 
 
-def test_validation_volumes_are_whole_and_give_input_unit_metrics(small_cohort):
+def test_prepared_subjects_are_whole_volumes_that_give_input_unit_metrics(small_cohort):
     prepared = prepare_subjects(small_cohort.subjects[:2])
-    items = list(validation_volumes(prepared))
-    assert [item["subject"].subject_id for item in items] == ["sub-000", "sub-001"]
-    item = items[0]
-    assert item["short"].shape == (1, 1, 64, 64, 64)
-    subject = item["subject"]
+    assert [subject.subject_id for subject in prepared] == ["sub-000", "sub-001"]
+    subject = prepared[0]
+    assert subject.short.shape == subject.long.shape == (1, 64, 64, 64)  # whole volume, padded, channel first
     reference = load_volume(small_cohort.subjects[0].long).array
-    prediction = restore_output(item["long"], subject.factor, subject.padding)  # a perfect "network"
+    prediction = restore_output(torch.from_numpy(subject.long[None]), subject.factor, subject.padding)  # a perfect "network"
     metrics = compare_volumes(prediction, reference, mask=subject.metric_mask)
     assert metrics["psnr"] > 100 and metrics["ssim"] == pytest.approx(1.0, abs=1e-6)

@@ -2,7 +2,10 @@
 import shutil
 from pathlib import Path
 
+import pytest
+
 from PETITELib.reports import GENERATORS, documents, render, update_docs
+from PETITELib.reports.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -14,17 +17,28 @@ def test_every_generated_section_in_the_docs_matches_its_source():
     assert used == set(GENERATORS)  # every generator feeds at least one page
 
 
-def test_a_figure_edited_by_hand_is_reported(tmp_path):
+@pytest.mark.parametrize("page,original,edited", [
+    ("docs/simulator.md", "x 1.04", "x 1.40"),  # from the code's scanner table
+    ("README.md", "| PETITE | 0.822 % | 31.30 ± 0.73 |", "| PETITE | 0.822 % | 31.90 ± 0.73 |"),  # a result
+    ("docs/zoo.md", "| +0.62 dB |", "| +0.66 dB |"),  # from the zoo's manifest
+    ("docs/training.md", "| SSF | 1e-2 / 1e-5 |", "| SSF | 1e-3 / 1e-5 |"),  # the hyperparameter table
+])
+def test_a_figure_edited_by_hand_is_reported(tmp_path, page, original, edited):
+    """In a copy of the docs and their sources, a hand edit of a generated figure is reported by
+    the check and undone by regenerating."""
     root = tmp_path / "repo"
     shutil.copytree(REPO / "docs", root / "docs")
     shutil.copy(REPO / "README.md", root / "README.md")
-    page = root / "docs" / "simulator.md"
-    text = page.read_text(encoding="utf-8")
-    edited = text.replace("x 1.04", "x 1.40", 1)
-    assert edited != text
-    page.write_text(edited, encoding="utf-8")
-    assert update_docs(root, check=True) == [page]
-    assert update_docs(root) == [page] and page.read_text(encoding="utf-8") == text  # regenerated
+    (root / "Resources" / "Models").mkdir(parents=True)
+    shutil.copy(REPO / "Resources" / "Models" / "manifest.json", root / "Resources" / "Models" / "manifest.json")
+    assert update_docs(root, check=True) == []
+    path = root / page
+    text = path.read_text(encoding="utf-8")
+    assert text.count(original) == 1
+    path.write_text(text.replace(original, edited), encoding="utf-8")
+    assert update_docs(root, check=True) == [path]
+    assert main(["docs", "--check", "--root", str(root)]) == 1  # what CI and a contributor run
+    assert update_docs(root) == [path] and path.read_text(encoding="utf-8") == text  # regenerated
 
 
 def test_unknown_sections_are_left_alone():

@@ -18,7 +18,7 @@ from PETITELib.nifti_io import load_volume, save_volume
 from PETITELib.peft import apply_peft, save_adapter, save_base_model
 from PETITELib.zoo import choose_models, load_manifest, verify_entry
 from PETITELib.zoo.manifest import MANIFEST_NAME, file_sha256
-from PETITELib.zoo.rebuild import MAX_ZOO_MB, ZooRecipe, recipe_steps
+from PETITELib.engine.zoo_rebuild import MAX_ZOO_MB, ZooRecipe, recipe_steps
 
 SHAPE = (70, 66, 40)
 SPACING = (2.0, 2.0, 2.4)
@@ -177,7 +177,7 @@ def test_shipped_zoo_is_intact_small_and_each_adapter_helps():
 
 @pytest.mark.slow
 def test_rebuild_runs_the_recipe_and_writes_a_loadable_zoo(tmp_path, monkeypatch):
-    from PETITELib.zoo.rebuild import rebuild_zoo
+    from PETITELib.engine.zoo_rebuild import rebuild_zoo
 
     tiny = ZooRecipe(source_subjects=3, target_scanners=(5,), target_subjects=5, finetune_subjects=3,
                      simulate_mode="fast",
@@ -199,7 +199,7 @@ def test_rebuild_runs_the_recipe_and_writes_a_loadable_zoo(tmp_path, monkeypatch
         rebuild_zoo(tmp_path / "work", tmp_path / "zoo", recipe=tiny, device="cpu")
 
     # The scanner gap reuses the work folder's cohorts and base and adds Full-FT per target.
-    from PETITELib.zoo.gap import measure_scanner_gap
+    from PETITELib.engine.scanner_gap import measure_scanner_gap
 
     result = measure_scanner_gap(tmp_path / "work", tmp_path / "gap.json", recipe=tiny, device="cpu")
     assert result["source"] == 1 and list(result["targets"]) == ["5"]

@@ -51,7 +51,7 @@ UNETR_PRESETS: Dict[str, UNETRPreset] = {
     "paper": UNETRPreset(hidden_size=768, mlp_dim=3072, num_heads=12, feature_size=16),
     # CPU: ViT width 192 (4 heads of 48), MLP 768, decoder width 8: about 7 M parameters.
     # The ViT sees only 64 tokens, so the 64^3 CNN decoder dominates the step time; halving
-    # feature_size halves it. See the README (Backbones) for the measured step times.
+    # feature_size halves it. Measured step cost: docs/peft-cost.md (petite bench-cost).
     "cpu": UNETRPreset(hidden_size=192, mlp_dim=768, num_heads=4, feature_size=8),
 }
 

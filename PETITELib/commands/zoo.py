@@ -36,7 +36,7 @@ def run_list(args) -> int:
 
 def run_rebuild(args) -> int:
     """Run the zoo recipe in --work and write the models and manifest to --out."""
-    from ..zoo.rebuild import rebuild_zoo
+    from ..engine.zoo_rebuild import rebuild_zoo
 
     progress = progress_bar(args)
     try:
@@ -52,7 +52,7 @@ def run_rebuild(args) -> int:
 
 def run_gap(args) -> int:
     """Measure the scanner gap (No-FT vs Full-FT per target scanner) in --work and write --out."""
-    from ..zoo.gap import measure_scanner_gap
+    from ..engine.scanner_gap import measure_scanner_gap
 
     progress = progress_bar(args)
     try:

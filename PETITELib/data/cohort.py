@@ -1,6 +1,6 @@
 """Cohort folders: pairs of short- and long-scan PET volumes, one pair per subject.
 
-Two layouts are recognised (see the README, "Cohort folders"):
+Two layouts are recognised (see docs/data.md, "Cohort folders"):
 
 Plain (what ``petite simulate`` writes)::
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from scipy import ndimage
 
+from ..backbones.base import ROI_SIZE
 from ..errors import PetiteError
 from ..head_mask import head_mask
 from ..metrics import metric_mask
@@ -35,14 +36,13 @@ from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from .cohort import Subject, geometry_problem
 from .normalization import denormalize, normalization_factor, normalize
 
-ROI = 64
 SAMPLING_MARGIN_MM = 10.0
 HEAD_FRACTION = 0.5
 
 Padding = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]
 
 
-def pad_to_roi(array: np.ndarray, roi: int = ROI) -> Tuple[np.ndarray, Padding]:
+def pad_to_roi(array: np.ndarray, roi: int = ROI_SIZE) -> Tuple[np.ndarray, Padding]:
     """Zero-pad an (x, y, z) array so every axis has at least ``roi`` voxels, split evenly
     before/after. Returns (padded array, padding ((before, after) per axis, in voxels))."""
     from monai.transforms import BorderPad
@@ -71,7 +71,7 @@ class NetworkInput:
     padding: Padding
 
 
-def prepare_input(short: np.ndarray, spacing: Sequence[float], roi: int = ROI,
+def prepare_input(short: np.ndarray, spacing: Sequence[float], roi: int = ROI_SIZE,
                   name: str = "short scan") -> NetworkInput:
     """Normalise (factor from this scan) and pad an (x, y, z) short scan; spacing in mm."""
     factor = normalization_factor(short, spacing, name=name)
@@ -119,7 +119,7 @@ def sampling_mask(long: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     return ndimage.maximum_filter(head_mask(long, spacing), size=size)
 
 
-def prepare_subject(subject: Subject, roi: int = ROI) -> PreparedSubject:
+def prepare_subject(subject: Subject, roi: int = ROI_SIZE) -> PreparedSubject:
     """Load, normalise and pad one subject's short and long scans (raises PetiteError naming
     the file when a scan is unreadable or the pair differs in shape or affine)."""
     short = load_volume(subject.short)
@@ -137,7 +137,7 @@ def prepare_subject(subject: Subject, roi: int = ROI) -> PreparedSubject:
         metric_mask=metric_mask(long.array, short.spacing))
 
 
-def prepare_subjects(subjects: Sequence[Subject], roi: int = ROI,
+def prepare_subjects(subjects: Sequence[Subject], roi: int = ROI_SIZE,
                      progress: Optional[ProgressCallback] = None,
                      cancel: Optional[CancelToken] = None) -> List[PreparedSubject]:
     """:func:`prepare_subject` for each subject, in order: the in-memory cache of a run
@@ -190,7 +190,7 @@ class CropDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, subjects: Sequence[PreparedSubject], samples_per_subject: int = 4,
-                 seed: int = 0, head_fraction: float = HEAD_FRACTION, roi: int = ROI) -> None:
+                 seed: int = 0, head_fraction: float = HEAD_FRACTION, roi: int = ROI_SIZE) -> None:
         if not subjects:
             raise PetiteError("training set: no subjects to sample crops from")
         if not 0.0 <= head_fraction <= 1.0:
@@ -241,14 +241,3 @@ class CropDataset(torch.utils.data.Dataset):
 def _plain_tensor(tensor) -> torch.Tensor:
     """A contiguous plain torch.Tensor (MONAI transforms may return a MetaTensor)."""
     return (tensor.as_tensor() if hasattr(tensor, "as_tensor") else tensor).contiguous()
-
-
-def validation_volumes(subjects: Sequence[PreparedSubject]) -> Iterator[dict]:
-    """Whole padded volumes for sliding-window validation, one dict per subject:
-    ``short``/``long`` (1, 1, X', Y', Z') float32 tensors in network units, plus
-    ``subject`` (the PreparedSubject: factor, padding, metric_mask, spacing, affine). Turn a
-    prediction back into input units with ``restore_output(pred, subject.factor, subject.padding)``."""
-    for subject in subjects:
-        yield {"short": torch.from_numpy(subject.short[np.newaxis]),
-               "long": torch.from_numpy(subject.long[np.newaxis]),
-               "subject": subject}

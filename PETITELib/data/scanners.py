@@ -13,7 +13,7 @@ gives their 4x4 voxel-to-RAS affine in mm, with the field-of-view centre at the 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -296,14 +296,3 @@ def parse_scanner_list(text: str) -> Tuple[int, ...]:
                               f"{', '.join(str(k) for k in SCANNERS)})")
         ids.append(int(part))
     return tuple(sorted(set(ids)))
-
-
-def match_scanner(shape: Sequence[int], spacing: Iterable[float],
-                  tolerance_mm: float = 1e-3) -> Optional[Scanner]:
-    """The scanner whose matrix equals ``shape`` and spacing (mm) is within ``tolerance_mm``, or None."""
-    shape = tuple(int(n) for n in shape)
-    spacing = np.asarray(list(spacing), dtype=float)
-    for scanner in SCANNERS.values():
-        if scanner.matrix == shape and np.allclose(scanner.spacing, spacing, atol=tolerance_mm, rtol=0):
-            return scanner
-    return None

@@ -14,5 +14,7 @@ Modules, one job each:
 - ``memory``: peak-memory measurement of a phase;
 - ``jobs``, ``pretraining``, ``finetuning``: the ``pretrain`` and ``finetune`` jobs;
 - ``evaluation``, ``tables``, ``reports``: scoring on cohorts, tables and plots;
-- ``bench``: the end-to-end benchmark; ``demo``: the README's short demonstration.
+- ``bench``: the end-to-end benchmark; ``demo``: the demonstration behind the README's first command;
+- ``zoo_rebuild``, ``scanner_gap``: ``petite zoo rebuild`` (the shipped models from their recipe)
+  and ``petite zoo gap`` (what the base loses on each target scanner), on the zoo's work folder.
 """

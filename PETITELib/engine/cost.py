@@ -149,8 +149,8 @@ def saved_activations(models: List[nn.Module], run_step) -> Dict[str, float]:
 def measure_step_cost(run: CostRun) -> dict:
     """Measure ``run`` in this process (call it in a fresh one: see :func:`run_cost_bench`)."""
     from ..backbones import BACKBONES, build_backbone, build_discriminator
-    from ..peft import count_parameters, default_hyperparameters
-    from .finetuning import WARMUP_FRACTION, prepare_for_finetuning
+    from ..peft import count_parameters
+    from .finetuning import prepare_for_finetuning
     from .jobs import build_objective, seed_everything
     from .settings import finetune_defaults
 
@@ -164,11 +164,8 @@ def measure_step_cost(run: CostRun) -> dict:
     if BACKBONES[run.backbone].build_discriminator is not None:
         discriminator = build_discriminator(run.backbone, run.preset).to(device)
     spec = prepare_for_finetuning(generator, discriminator, run.method)
-    table3 = default_hyperparameters(run.backbone, spec)
-    warmup = WARMUP_FRACTION if table3.schedule == "warmup-cosine" else 0.0
-    settings = finetune_defaults(run.backbone, run.preset, table3.learning_rate, table3.weight_decay,
-                                 warmup).with_overrides(batch_size=run.batch_size, compile=run.compile,
-                                                        checkpointing=run.checkpointing)
+    settings = finetune_defaults(run.backbone, run.preset, spec).with_overrides(
+        batch_size=run.batch_size, compile=run.compile, checkpointing=run.checkpointing)
     generator.gradient_checkpointing = settings.checkpointing
     objective = build_objective(generator, discriminator, False, settings, run.warmup + run.steps + 1)
     generator.train()

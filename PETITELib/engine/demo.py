@@ -48,6 +48,9 @@ def run_demo(out_dir, *, scanner: int = 4, seed: int = 0, device: str = "auto", 
     Refuses (PetiteError) an existing non-empty ``out_dir`` unless ``overwrite``, and a scanner
     without a shipped adapter.
     """
+    from ..extras import require
+
+    require("sim", "petite demo")
     from .. import api
     from ..data.simulator import simulate_scan
     from ..zoo import load_manifest, verify_entry

@@ -14,7 +14,6 @@ from .models import load_base, resolve_base
 from .settings import finetune_defaults
 from .training import load_model_state
 
-WARMUP_FRACTION = 0.05  # for Table 3's "WarmupCosine" schedule (UNETR Full-FT)
 
 
 def prepare_for_finetuning(generator, discriminator, peft):
@@ -46,7 +45,7 @@ def finetune(cohort_dir, *, base=None, peft: str = "petite", out, epochs: Option
     validation metrics, wall time, peak memory and device. Returns its path. Under ``torchrun``
     the processes train together (see :mod:`.distributed`) and rank 0 writes ``out``.
     """
-    from ..peft import count_parameters, default_hyperparameters, save_adapter, save_base_model
+    from ..peft import count_parameters, save_adapter, save_base_model
 
     processes = training_processes(device)
     torch_device = processes.device
@@ -56,10 +55,8 @@ def finetune(cohort_dir, *, base=None, peft: str = "petite", out, epochs: Option
     loaded = load_base(base_path, torch_device)
     generator, discriminator = loaded.model, loaded.discriminator
     spec = prepare_for_finetuning(generator, discriminator, peft)
-    table3 = default_hyperparameters(generator.backbone_name, spec)
-    warmup = WARMUP_FRACTION if table3.schedule == "warmup-cosine" else 0.0
-    settings = finetune_defaults(generator.backbone_name, generator.preset, table3.learning_rate,
-                                 table3.weight_decay, warmup).with_overrides(epochs=epochs, lr=lr, **overrides)
+    settings = finetune_defaults(generator.backbone_name, generator.preset, spec).with_overrides(
+        epochs=epochs, lr=lr, **overrides)
     out = check_output(out, resume, overwrite)
     generator.gradient_checkpointing = settings.checkpointing
     count = count_parameters(generator)

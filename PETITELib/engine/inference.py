@@ -1,6 +1,6 @@
 """Whole-volume inference: MONAI's sliding window, overlapping 64^3 tiles blended with a Gaussian.
 
-The network sees exactly the ROI it was trained on (``ROI``, 64^3, from the data pipeline); a
+The network sees exactly the ROI it was trained on (``ROI_SIZE``, 64^3, from the backbones); a
 volume smaller than the ROI along an axis (e.g. 63 slices) is zero-padded (zero is air after
 normalisation) and the padding is cropped off again, so the output has the input's shape exactly.
 """
@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data.pipeline import ROI
+from ..backbones.base import ROI_SIZE
 from ..errors import PetiteError
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from .devices import autocast_context
@@ -28,7 +28,7 @@ def check_overlap(overlap: float) -> float:
     return overlap
 
 
-def tile_count(shape: Sequence[int], roi: int = ROI, overlap: float = DEFAULT_OVERLAP) -> int:
+def tile_count(shape: Sequence[int], roi: int = ROI_SIZE, overlap: float = DEFAULT_OVERLAP) -> int:
     """Number of ``roi``-sized tiles MONAI's sliding window visits over a volume of ``shape``
     (axes shorter than ``roi`` are padded to it; stride ``int(roi * (1 - overlap))``, at least 1)."""
     stride = max(1, int(roi * (1.0 - overlap)))
@@ -37,7 +37,7 @@ def tile_count(shape: Sequence[int], roi: int = ROI, overlap: float = DEFAULT_OV
 
 @torch.inference_mode()
 def sliding_window_predict(predict: Callable[[torch.Tensor], torch.Tensor], volume: np.ndarray, *,
-                           device: torch.device, roi: int = ROI, overlap: float = DEFAULT_OVERLAP,
+                           device: torch.device, roi: int = ROI_SIZE, overlap: float = DEFAULT_OVERLAP,
                            batch_size: int = 2, progress: Optional[ProgressCallback] = None,
                            cancel: Optional[CancelToken] = None, stage: str = "reconstruct") -> np.ndarray:
     """Apply ``predict`` ((B, 1, roi, roi, roi) -> same shape) to a whole (x, y, z) volume.

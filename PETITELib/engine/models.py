@@ -13,30 +13,9 @@ import torch
 from torch import nn
 
 from ..errors import PetiteError
-
-BASE_FORMAT = "petite-base-model"
-ADAPTER_FORMAT = "petite-adapter"
-
-
-def file_format(path) -> str:
-    """The ``format`` recorded in a PETITE safetensors file (PetiteError if it has none)."""
-    import json
-
-    from safetensors import safe_open
-
-    from ..peft.safetensors_io import METADATA_KEY
-
-    path = Path(path)
-    if not path.is_file():
-        raise PetiteError(f"{path}: file not found")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            document = json.loads((handle.metadata() or {})[METADATA_KEY])
-    except Exception:
-        raise PetiteError(f"{path}: not a PETITE model or adapter file") from None
-    if not isinstance(document, dict):
-        raise PetiteError(f"{path}: metadata is not a JSON object (damaged file, or not written by PETITE)")
-    return str(document.get("format", ""))
+from ..peft.adapter_files import ADAPTER_FORMAT
+from ..peft.base_files import BASE_FORMAT
+from ..peft.safetensors_io import file_format
 
 
 def resolve_base(base) -> Path:

@@ -72,6 +72,7 @@ def reconstruct_file(input_path, output_path, *, base=None, adapter=None, device
     """
     from .. import api
     from ..data.cohort import geometry_problem, volume_problems
+    from ..extras import require
     from ..figures import save_comparison_figure
     from ..input_domain import check_input
     from ..metrics import compare_volumes, error_maps, metric_mask
@@ -83,6 +84,8 @@ def reconstruct_file(input_path, output_path, *, base=None, adapter=None, device
     if not output_path.name.endswith((".nii", ".nii.gz")):
         raise PetiteError(f"{output_path}: output must be a NIfTI file (.nii or .nii.gz)")
     extra = report_paths(output_path) if reference is not None else {}
+    if extra:
+        require("figures", f"{extra['figure']}: the comparison figure of --reference")
     short = load_volume(input_path)
     check_input(short.array, short.affine, str(input_path))
     long = None

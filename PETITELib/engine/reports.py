@@ -61,6 +61,9 @@ def bench_table(result: dict) -> str:
 def bench_plot_png(result: dict) -> bytes:
     """PNG bytes: masked PSNR per method (bars, with the input's level as a line) and
     fine-tuning peak memory vs time (scatter)."""
+    from ..extras import require
+
+    require("figures", "the benchmark plot")
     from matplotlib.figure import Figure
 
     methods = result["methods"]

@@ -1,18 +1,18 @@
-"""Training settings and their defaults per backbone, preset and PEFT method.
+"""Training settings of one run, and their defaults per backbone, preset and PEFT method.
 
-Fine-tuning learning rate and weight decay come from the PEFT registry (the paper's
-supplementary Table 3); epochs, batch size and the rest from here. The ``paper`` preset
-follows the paper (batch 6, 1000 pre-training epochs, 150 CvT-GAN / 200 UNETR fine-tuning
-epochs, validation every epoch); the ``cpu`` preset shortens training and validates less
-often so that a run fits a laptop. Every value can be overridden.
+The default values live in one table, :mod:`PETITELib.hyperparameters`: pre-training per preset
+and backbone; fine-tuning epochs and validation per preset and backbone, learning rate, weight
+decay and warm-up per method (the paper's supplementary Table 3). The ``paper`` preset follows
+the paper; the ``cpu`` preset shortens training and validates less often so that a run fits a
+laptop. Every value can be overridden.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Optional
 
 from ..errors import PetiteError
+from ..hyperparameters import BATCH_SIZE, CROPS_PER_SUBJECT, FINETUNING, PRETRAINING
 from .inference import DEFAULT_OVERLAP, check_overlap
 
 
@@ -36,8 +36,8 @@ class TrainSettings:
     epochs: int
     lr: float
     weight_decay: float
-    batch_size: int = 6
-    crops_per_subject: int = 4
+    batch_size: int = BATCH_SIZE
+    crops_per_subject: int = CROPS_PER_SUBJECT
     val_subjects: float = 0.3
     val_every: int = 1
     overlap: float = DEFAULT_OVERLAP
@@ -87,30 +87,17 @@ class TrainSettings:
         return asdict(self)
 
 
-# Pre-training per preset. Learning rates: paper preset as published for long runs (UNETR
-# 1e-4, CvT-GAN 2e-4); cpu preset 1e-3 with a 5 % warm-up, which learns within a few hundred
-# steps (measured: UNETR +2.5 dB over its input after 200 steps of batch 2).
-_PRETRAIN = {"paper": dict(epochs=1000, val_every=10, val_subjects=15),
-             "cpu": dict(epochs=60, val_every=5, val_subjects=4)}
-_PRETRAIN_LR = {("paper", "unetr"): 1e-4, ("paper", "cvtgan"): 2e-4,
-                ("cpu", "unetr"): 1e-3, ("cpu", "cvtgan"): 1e-3}
-_PRETRAIN_WARMUP = {("paper", "unetr"): 0.05, ("paper", "cvtgan"): 0.0,
-                    ("cpu", "unetr"): 0.05, ("cpu", "cvtgan"): 0.05}
-# Fine-tuning epochs per backbone (paper Sec. 3) and the cpu preset's shorter runs.
-# cpu: 84 steps of batch 6 on ten subjects, about 6 minutes on one CPU thread (UNETR).
-_FINETUNE_EPOCHS = {("paper", "unetr"): 200, ("paper", "cvtgan"): 150,
-                    ("cpu", "unetr"): 12, ("cpu", "cvtgan"): 12}
-_FINETUNE = {"paper": dict(val_every=1, val_subjects=15), "cpu": dict(val_every=4, val_subjects=2)}
-
-
 def pretrain_defaults(backbone: str, preset: str) -> TrainSettings:
     """Default settings of ``petite pretrain`` for a backbone and preset."""
-    return TrainSettings(lr=_PRETRAIN_LR[(preset, backbone)], weight_decay=1e-5,
-                         warmup_fraction=_PRETRAIN_WARMUP[(preset, backbone)], **_PRETRAIN[preset])
+    return TrainSettings(**PRETRAINING[(preset, backbone)])
 
 
-def finetune_defaults(backbone: str, preset: str, lr: float, weight_decay: float,
-                      warmup_fraction: Optional[float] = None) -> TrainSettings:
-    """Default settings of ``petite finetune``; ``lr``/``weight_decay`` from the PEFT method."""
-    return TrainSettings(epochs=_FINETUNE_EPOCHS[(preset, backbone)], lr=lr, weight_decay=weight_decay,
-                         warmup_fraction=warmup_fraction or 0.0, **_FINETUNE[preset])
+def finetune_defaults(backbone: str, preset: str, spec) -> TrainSettings:
+    """Default settings of ``petite finetune`` for a backbone and preset: epochs and validation
+    from the preset, learning rate, weight decay and warm-up from the method's Table 3 column
+    (``spec``: text or :class:`PETITELib.peft.PeftSpec`, see :func:`PETITELib.peft.default_hyperparameters`)."""
+    from ..peft import default_hyperparameters
+
+    column = default_hyperparameters(backbone, spec)
+    return TrainSettings(lr=column.learning_rate, weight_decay=column.weight_decay,
+                         warmup_fraction=column.warmup_fraction, **FINETUNING[(preset, backbone)])

@@ -158,6 +158,9 @@ def score_models(cohort: Path, base: Path, adapters: Dict[str, Path], setup: Ben
 
 def run_federated_bench(setup: BenchSetup, out, work=None, overwrite: bool = False, command: str = "") -> dict:
     """Run the benchmark (see the module docstring); write ``out`` (JSON) and return the result."""
+    from ..extras import require
+
+    require("sim", "petite federated bench")
     from ..data.cohort import load_cohort
     from ..data.simulator import simulate_cohort
     from ..engine.bench import machine_record, simulated_cohort_ready, train_in_child

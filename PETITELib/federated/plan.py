@@ -150,11 +150,10 @@ def make_plan(name: str, base, sites: Dict[str, str], *, peft: str = "petite", r
     """
     import torch
 
-    from ..engine.finetuning import WARMUP_FRACTION
     from ..engine.jobs import host_state_kept, seed_everything
     from ..engine.models import load_base, resolve_base
     from ..engine.settings import finetune_defaults
-    from ..peft import apply_peft, count_parameters, default_hyperparameters, peft_state_dict, save_adapter
+    from ..peft import apply_peft, count_parameters, peft_state_dict, save_adapter
 
     check_site_names(list(sites))
     for option, value in (("--rounds", rounds), ("--local-epochs", local_epochs)):
@@ -170,10 +169,8 @@ def make_plan(name: str, base, sites: Dict[str, str], *, peft: str = "petite", r
         spec = apply_peft(model, peft)
         if spec.full:
             raise PetiteError("--peft full: a federation exchanges adapters; choose a PEFT spec (e.g. petite)")
-        table3 = default_hyperparameters(model.backbone_name, spec)
-        warmup = WARMUP_FRACTION if table3.schedule == "warmup-cosine" else 0.0
-        settings = finetune_defaults(model.backbone_name, model.preset, table3.learning_rate, table3.weight_decay,
-                                     warmup).with_overrides(epochs=rounds * local_epochs, **overrides)
+        settings = finetune_defaults(model.backbone_name, model.preset, spec).with_overrides(
+            epochs=rounds * local_epochs, **overrides)
         count = count_parameters(model)
         tensors = peft_state_dict(model)
         if initial_adapter is not None:

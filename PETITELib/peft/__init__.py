@@ -15,19 +15,19 @@ Typical use::
 from .adapter_files import (AdapterFile, AdapterMetadata, activate_adapter, check_adapter_fits, load_adapter,
                             read_adapter, save_adapter)
 from .base_files import BaseModel, base_model_sha256, load_base_model, save_base_model
-from .catalogue import CatalogueEntry, method_catalogue
-from .hyperparameters import TrainingDefaults, default_hyperparameters
+from ..hyperparameters import PRESETS, MethodTraining
+from .catalogue import CatalogueEntry, default_hyperparameters, method_catalogue
 from .layers import make_frozen_layers_lean
 from .model import (AppliedPeft, ParameterCount, applied_peft, apply_peft, base_state_dict, base_weights_sha256,
                     count_parameters, merge_peft, peft_state_dict, remove_peft, tensors_sha256,
                     trainable_parameters, unmerge_peft)
-from .registry import METHODS, PRESETS, PeftMethod
+from .registry import METHODS, PeftMethod
 from .spec import PeftSpec, PeftTerm, parse_spec
 from .switcher import AdapterSwitcher
 
 __all__ = [
     "AdapterFile", "AdapterMetadata", "AdapterSwitcher", "AppliedPeft", "BaseModel", "CatalogueEntry",
-    "METHODS", "PRESETS", "ParameterCount", "PeftMethod", "PeftSpec", "PeftTerm", "TrainingDefaults",
+    "METHODS", "MethodTraining", "PRESETS", "ParameterCount", "PeftMethod", "PeftSpec", "PeftTerm",
     "activate_adapter", "applied_peft", "apply_peft", "base_model_sha256", "base_state_dict",
     "base_weights_sha256", "check_adapter_fits", "count_parameters", "default_hyperparameters",
     "load_adapter", "load_base_model", "make_frozen_layers_lean", "merge_peft", "method_catalogue", "parse_spec", "peft_state_dict",

@@ -1,33 +1,15 @@
 """The rows ``petite methods`` lists: each single method with the paper's Table 1 settings, the
 ``petite`` preset, full fine-tuning, and every feasible Mix-PEFT of Tables 6 and 7 (with
-BitFit), each with the paper's reported percentage of trainable parameters."""
+BitFit), each with the paper's reported percentage of trainable parameters; and the fine-tuning
+defaults (supplementary Table 3) a spec gets. The values live in :mod:`PETITELib.hyperparameters`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
+from ..hyperparameters import MIX_PERCENT, TABLE1_PERCENT, TABLE3, TABLE3_COLUMN_OF, MethodTraining
 from .registry import FULL_FINE_TUNING, METHODS
-
-# Paper Table 1: % trainable parameters of each single method.
-TABLE1_PERCENT: Dict[str, Dict[str, float]] = {
-    "cvtgan": {"layernorm": 0.041, "bitfit": 0.12, "lora": 0.45, "adapter": 0.71, "ssf": 0.16,
-               "vpt": 0.02, "petite": 0.32, "full": 100.0},
-    "unetr": {"layernorm": 0.037, "bitfit": 0.07, "lora": 0.46, "adapter": 0.44, "ssf": 0.11,
-              "vpt": 0.038, "petite": 0.51, "full": 100.0},
-}
-
-# Paper Tables 6 (CvT-GAN) and 7 (UNETR): (encoder method, decoder method) -> % parameters,
-# every mix with BitFit everywhere and the tables' hyperparameters (the per-part defaults).
-MIX_PERCENT: Dict[str, Dict[Tuple[str, str], float]] = {
-    "cvtgan": {("lora", "adapter"): 0.69, ("lora", "ssf"): 0.58, ("lora", "vpt"): 0.28,
-               ("adapter", "lora"): 0.69, ("adapter", "ssf"): 0.78, ("adapter", "vpt"): 0.87,
-               ("vpt", "lora"): 0.32, ("vpt", "adapter"): 0.28, ("vpt", "ssf"): 0.46,
-               ("ssf", "lora"): 0.35, ("ssf", "adapter"): 0.29, ("ssf", "vpt"): 0.38},
-    "unetr": {("lora", "adapter"): 0.51, ("lora", "ssf"): 0.51,
-              ("adapter", "lora"): 0.64, ("adapter", "ssf"): 0.95,
-              ("vpt", "lora"): 0.53, ("vpt", "adapter"): 0.42, ("vpt", "ssf"): 0.11,
-              ("ssf", "adapter"): 0.28, ("ssf", "lora"): 0.52},
-}
+from .spec import PeftSpec, parse_spec
 
 
 @dataclass(frozen=True)
@@ -51,3 +33,16 @@ def method_catalogue(backbone: str) -> List[CatalogueEntry]:
         entries.append(CatalogueEntry(f"mix:{encoder}/{decoder}", "mix",
                                       f"enc={encoder}+dec={decoder}+bitfit", percent))
     return entries
+
+
+def default_hyperparameters(backbone: str, spec) -> MethodTraining:
+    """The supplementary Table 3 column ``spec`` (text or :class:`PeftSpec`) trains with on
+    ``backbone``: a spec of one method (on any parts) gets that method's column, ``full`` the
+    Full-FT column, any mix (including a method + BitFit) the PETITE column; ``gvpt`` (not in
+    the paper) VPT's."""
+    parsed: PeftSpec = parse_spec(spec, backbone)
+    if parsed.full:
+        return TABLE3[backbone]["full"]
+    methods = parsed.methods
+    column = methods[0] if len(methods) == 1 else "petite"
+    return TABLE3[backbone][TABLE3_COLUMN_OF.get(column, column)]

@@ -1,4 +1,4 @@
-"""The one PEFT registry: method name -> config type, injector, kind; part names; presets.
+"""The one PEFT registry: method name -> config type, injector, kind; part names.
 
 Registry order is the order methods are applied in (selective methods first, so that BitFit
 and LayerNorm tuning only ever select base tensors) and the order they are written in.
@@ -57,10 +57,3 @@ PART_SHORT = {"encoder": "enc", "decoder": "dec"}
 
 FULL_FINE_TUNING = "full"
 
-# The paper's best Mix-PEFT per backbone (Table 2, Tables 6/7).
-PRESETS: Dict[str, Dict[str, str]] = {
-    "petite": {
-        "unetr": "enc=lora(r=4)+dec=ssf+bitfit",
-        "cvtgan": "enc=vpt(tokens=0/8/32)+dec=lora(r=8)+bitfit",
-    },
-}

@@ -80,6 +80,23 @@ def write_tensors(path, tensors: Dict[str, torch.Tensor], metadata: dict, overwr
     return path
 
 
+def file_format(path) -> str:
+    """The ``format`` recorded in a PETITE safetensors file (PetiteError if it has none)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise PetiteError(f"{path}: file not found")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            document = json.loads((handle.metadata() or {})[METADATA_KEY])
+    except Exception:
+        raise PetiteError(f"{path}: not a PETITE model or adapter file") from None
+    if not isinstance(document, dict):
+        raise PetiteError(f"{path}: metadata is not a JSON object (damaged file, or not written by PETITE)")
+    return str(document.get("format", ""))
+
+
 def read_metadata(path, expected_format: str, supported_version: int) -> dict:
     """The JSON metadata of a PETITE safetensors file, checked for type, format and version.
 

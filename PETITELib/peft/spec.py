@@ -8,7 +8,8 @@
     preset := "petite"                         (the paper's best mix for the backbone)
 
 A term without a part applies to every part where the method has something to act on.
-Omitted arguments take the paper's value for the backbone and part (``defaults.py``).
+Omitted arguments take the paper's value for the backbone and part
+(:data:`PETITELib.hyperparameters.METHOD_ARGUMENTS`).
 Examples: ``enc=lora(r=4)+dec=ssf+bitfit``, ``enc=vpt(tokens=0/8/32)+dec=lora+bitfit``,
 ``lora(r=8,alpha=16)``, ``full``. Whitespace is ignored.
 
@@ -27,9 +28,9 @@ from typing import Dict, List, Tuple
 from ..backbones import BACKBONES
 from ..backbones.base import PART_NAMES
 from ..errors import PetiteError
+from ..hyperparameters import METHOD_ARGUMENTS, PRESETS
 from .configs import VPTConfig, format_arguments
-from .defaults import METHOD_DEFAULTS
-from .registry import FULL_FINE_TUNING, METHODS, PART_ALIASES, PART_SHORT, PRESETS
+from .registry import FULL_FINE_TUNING, METHODS, PART_ALIASES, PART_SHORT
 
 _TERM = re.compile(r"^(?:(?P<part>[a-z_]+)=)?(?P<method>[a-z_]+)(?:\((?P<args>[^()]*)\))?$")
 _INT = re.compile(r"^\d+$")
@@ -123,13 +124,13 @@ def _make_config(backbone: str, method: str, part: str, given: Dict[str, object]
     if unknown:
         allowed = ", ".join(names) if names else "none"
         raise PetiteError(f"{where}: {method} has no argument '{unknown[0]}' (arguments: {allowed})")
-    values = {**METHOD_DEFAULTS[backbone][method][part], **given}
+    values = {**METHOD_ARGUMENTS[backbone][method][part], **given}
     if method == "lora":
         values.setdefault("alpha", values["r"])
         if isinstance(values["alpha"], int):
             values["alpha"] = float(values["alpha"])
     if config_type is VPTConfig:
-        stages = len(METHOD_DEFAULTS[backbone][method][part]["tokens"])
+        stages = len(METHOD_ARGUMENTS[backbone][method][part]["tokens"])
         tokens = values["tokens"]
         tokens = (tokens,) * stages if isinstance(tokens, int) else tokens
         if not isinstance(tokens, tuple) or len(tokens) != stages:
@@ -150,7 +151,7 @@ def _parse_term(text: str, backbone: str, spec_text: str) -> List[PeftTerm]:
     method, part_alias = match["method"], match["part"]
     if method not in METHODS:
         raise PetiteError(f"{where}: unknown PEFT method '{method}' (choose from {', '.join(METHODS)})")
-    defaults = METHOD_DEFAULTS[backbone][method]
+    defaults = METHOD_ARGUMENTS[backbone][method]
     if part_alias is None:
         parts = [part for part in PART_NAMES if defaults[part] is not None]
     elif part_alias not in PART_ALIASES:

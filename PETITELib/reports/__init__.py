@@ -7,20 +7,27 @@ A Markdown file under the repository (README.md, docs/**/*.md) may hold sections
     <!-- /petite:NAME -->
 
 ``python -m PETITELib.reports docs`` rewrites every such section from its generator in
-:data:`GENERATORS` (which read committed JSON files under ``docs/benchmarks`` or the code's own
-tables); ``--check`` only reports the files whose text differs (exit 1), which the test suite
+:data:`GENERATORS` (which read committed JSON files: ``docs/benchmarks/*.json``,
+``Resources/Models/manifest.json``; or the code's own tables: scanners, hyperparameters, PEFT
+parameter counts); ``--check`` only reports the files whose text differs (exit 1), which the test suite
 runs so that no figure can drift from its source or be edited by hand.
 """
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List
 
+from . import benchmarks
 from .cost import accuracy_check
 from .federated import federated_table
+from .hyperparameters import hyperparameter_tables
+from .input_domain import output_ranges, slab_gains
 from .methods import method_counts_table, ssf_sites_table
+from .peft import backbone_sizes_table, peft_parameters_table
 from .simulator import scanner_differences_table, scanner_gap_table, simulator_noise_table
+from .zoo import zoo_models_table, zoo_recipe
 
 GENERATORS: Dict[str, Callable[[Path], str]] = {
     "scanner-differences": scanner_differences_table,
@@ -30,6 +37,21 @@ GENERATORS: Dict[str, Callable[[Path], str]] = {
     "peft-method-counts": method_counts_table,
     "ssf-sites": ssf_sites_table,
     "federated-result": federated_table,
+    "hyperparameters": hyperparameter_tables,
+    "backbone-sizes": backbone_sizes_table,
+    "peft-parameters": peft_parameters_table,
+    "zoo-models": zoo_models_table,
+    "zoo-recipe": zoo_recipe,
+    "results": benchmarks.results_table,
+    "unetr-cpu-summary": partial(benchmarks.summary, relative=benchmarks.FULL_BENCHMARK),
+    "unetr-cpu-targets": partial(benchmarks.targets, relative=benchmarks.FULL_BENCHMARK),
+    "quick-unetr-cpu-summary": partial(benchmarks.summary, relative=benchmarks.QUICK_BENCHMARK),
+    "quick-unetr-cpu-targets": partial(benchmarks.targets, relative=benchmarks.QUICK_BENCHMARK),
+    "quick-unetr-cpu-smoke-summary": partial(benchmarks.summary, relative=benchmarks.QUICK_SMOKE_BENCHMARK),
+    "quick-unetr-cpu-time": partial(benchmarks.wall_time, relative=benchmarks.QUICK_BENCHMARK),
+    "bench-plans": benchmarks.bench_plans,
+    "input-domain-ranges": output_ranges,
+    "input-domain-slabs": slab_gains,
 }
 _SECTION = re.compile(r"(<!-- petite:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /petite:(?P=name) -->)", re.S)
 

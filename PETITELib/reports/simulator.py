@@ -93,7 +93,7 @@ def simulator_noise_table(root: Path) -> str:
 
 def scanner_gap_table(root: Path) -> str:
     """The scanner-gap table (docs/benchmarks/scanner-gap.json), as its generated .md shows it."""
-    from ..zoo.gap import gap_markdown
+    from ..engine.scanner_gap import gap_markdown
 
     body = gap_markdown(_load(root, GAP_JSON)).split("\n", 2)[2]  # without the title line
     return body

@@ -66,10 +66,9 @@ def user_models(folder) -> List[ZooEntry]:
 
 def _user_model_record(path: Path, kind: str) -> dict:
     """Spec, scanner and base SHA-256 from a user model file's metadata (PetiteError if unreadable)."""
-    from ..engine.models import ADAPTER_FORMAT, BASE_FORMAT, file_format
-    from ..peft.adapter_files import ADAPTER_FORMAT_VERSION
-    from ..peft.base_files import BASE_FORMAT_VERSION
-    from ..peft.safetensors_io import read_metadata
+    from ..peft.adapter_files import ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION
+    from ..peft.base_files import BASE_FORMAT, BASE_FORMAT_VERSION
+    from ..peft.safetensors_io import file_format, read_metadata
 
     found = file_format(path)
     if found == ADAPTER_FORMAT and kind == "adapter":
@@ -208,8 +207,7 @@ def _default_base(manifest, user, verify: bool):
 
 def _recorded_base_sha256(base_path: Path) -> str:
     """The base-weights SHA-256 a base-model file records in its metadata ("" if unreadable)."""
-    from ..engine.models import BASE_FORMAT
-    from ..peft.base_files import BASE_FORMAT_VERSION
+    from ..peft.base_files import BASE_FORMAT, BASE_FORMAT_VERSION
     from ..peft.safetensors_io import read_metadata
 
     try:

@@ -304,7 +304,7 @@ def test_licence_and_readme_as_the_catalogue_asks():
     assert "Apache-2.0" in readme or "Apache License 2.0" in readme
     assert "without Slicer" in readme  # why the repository name need not start with "Slicer"
     for url in _cmake_values()["EXTENSION_SCREENSHOTURLS"].split():
-        assert _repository_path(url)[0] in section  # the section shows the screenshots
+        assert f"]({_repository_path(url)[0]})" in readme  # the README shows the screenshots
     assert "research use" in section.lower() and "simulated" in section and "docs/slicer.md" in section
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from ... import __version__
 from ...errors import Cancelled, PetiteError
+from ...extras import require
 from ...nifti_io import atomic_write_bytes, load_volume, save_volume
 from ...progress import CancelToken, ProgressCallback, check_cancel, report
 from ..scanners import Scanner, get_scanner
@@ -218,6 +219,7 @@ def simulate_cohort(out_dir, scanners: Sequence = (1, 2, 3, 4, 5), subjects: int
     refused unless ``overwrite`` (then the old scanner folder is removed first, provided it
     holds only simulator output). Returns the written scanner folders, in scanner order.
     """
+    require("sim", "petite simulate")
     seed, mode = check_seed(seed), check_mode(mode)
     subjects, jobs = _check_count(subjects, "--subjects"), _check_count(jobs, "--jobs")
     scanner_list = sorted({(s if isinstance(s, Scanner) else get_scanner(s)).id for s in scanners})

@@ -83,6 +83,9 @@ class HeadTemplate:
 
 def _load_mni_maps():
     """The nilearn MNI152 grey matter, white matter and brain mask at 1 mm (arrays + affine)."""
+    from ...extras import require
+
+    require("sim", "the simulator's MNI152 anatomy")
     from nilearn import datasets
 
     gm_img = datasets.load_mni152_gm_template(resolution=1)

@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import PetiteError
 from ..nifti_io import atomic_write_bytes
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
-from .rebuild import Step, ZooRecipe, recipe_steps, run_recipe_step
+from .zoo_rebuild import Step, ZooRecipe, recipe_steps, run_recipe_step
 
 METRICS = ("psnr", "ssim", "nrmse", "psnr_whole", "ssim_whole", "psnr_truth", "ssim_truth", "nrmse_truth")
 ROWS = (("input", "short scan"), ("no-ft", "No-FT (base alone)"), ("full", "Full-FT"))
@@ -73,12 +73,15 @@ def measure_scanner_gap(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int
                         overwrite: bool = False, progress: Optional[ProgressCallback] = None,
                         cancel: Optional[CancelToken] = None) -> dict:
     """Run the gap steps in ``work`` and write ``out`` (JSON) and OUT.md; returns the result."""
+    from ..extras import require
+
+    require("sim", "petite zoo gap")
     from ..data.cohort import load_cohort
-    from ..engine.bench import machine_record
-    from ..engine.devices import select_device
-    from ..engine.evaluation import evaluate_models
-    from ..engine.models import load_for_inference
-    from ..engine.statistics import paired_difference
+    from .bench import machine_record
+    from .devices import select_device
+    from .evaluation import evaluate_models
+    from .models import load_for_inference
+    from .statistics import paired_difference
 
     work, out = Path(work).resolve(), Path(out)
     if not out.name.endswith(".json"):

@@ -24,7 +24,7 @@ from .. import __version__
 from ..errors import PetiteError
 from ..nifti_io import atomic_write_bytes
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
-from .manifest import MANIFEST_NAME, ZOO_FORMAT, ZOO_FORMAT_VERSION, file_sha256
+from ..zoo.manifest import MANIFEST_NAME, ZOO_FORMAT, ZOO_FORMAT_VERSION, file_sha256
 
 MAX_ZOO_MB = 60.0
 HALF_PRECISION_LIMIT_DB = 0.01  # ship float16 only if no held-out PSNR moves by this much
@@ -108,7 +108,7 @@ def run_recipe_step(step: Step, work: Path, recipe: ZooRecipe, cancel) -> None:
     A fine-tuning step on ``{work}/cohorts/scanner<k>-finetune`` first links that cohort and its
     held-out partner ``scanner<k>-test`` from the simulated target cohort.
     """
-    from ..engine.bench import run_child, simulated_cohort_ready, split_cohort, train_in_child
+    from .bench import run_child, simulated_cohort_ready, split_cohort, train_in_child
 
     arguments = step.resolved(work)
     if arguments[0] == "finetune":
@@ -135,8 +135,8 @@ def _half_precision_change(load, subjects, device) -> float:
     """Largest |PSNR(float16 weights) - PSNR(float32 weights)| (dB, head-masked) over ``subjects``."""
     import torch
 
-    from ..engine.evaluation import load_reference, score
-    from ..engine.inference import reconstruct_volume
+    from .evaluation import load_reference, score
+    from .inference import reconstruct_volume
     from ..nifti_io import load_volume
 
     model = load()
@@ -184,11 +184,14 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
     Refuses (PetiteError) an ``out`` that already holds a manifest unless ``overwrite``.
     Returns the manifest document.
     """
+    from ..extras import require
+
+    require("sim", "petite zoo rebuild")
     from ..data.cohort import load_cohort
-    from ..engine.devices import select_device
-    from ..engine.evaluation import evaluate_models
-    from ..engine.models import describe_weights, load_for_inference
     from ..peft.adapter_files import ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION
+    from .devices import select_device
+    from .evaluation import evaluate_models
+    from .models import describe_weights, load_for_inference
     from ..peft.base_files import BASE_FORMAT_VERSION
     from ..peft.safetensors_io import read_metadata
     from ..scanner_matching import describe_scanner, scanner_profile
