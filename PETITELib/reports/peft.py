@@ -59,6 +59,10 @@ def backbone_sizes_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _paper_percent(percent) -> str:
+    return "- (not in the paper)" if percent is None else f"{percent:g} %"
+
+
 def peft_parameters_table(root: Path) -> str:
     """Trainable parameters of each method and of ``petite`` at the paper preset, beside the
     paper's Table 1 percentages."""
@@ -74,7 +78,7 @@ def peft_parameters_table(root: Path) -> str:
         cells = []
         for backbone in BACKBONE_TITLES:
             trainable, total = counts[backbone][name]
-            cells += [f"{trainable:,} ({100 * trainable / total:.3f} %)", f"{TABLE1_PERCENT[backbone][name]:g} %"]
+            cells += [f"{trainable:,} ({100 * trainable / total:.3f} %)", _paper_percent(TABLE1_PERCENT[backbone].get(name))]
         title = f"**{name}**" if name == "petite" else f"`{name}`"
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
