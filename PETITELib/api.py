@@ -183,10 +183,15 @@ def evaluate(cohort_dir, *, base=None, adapters: Sequence = (), subjects: Option
 
 def _training_claim(cohort, out, inputs: dict):
     """The claim of a training run: OUT (probed, locked) and its checkpoint folder (locked, replaced
-    with ``--overwrite``), distinct from every input."""
+    with ``--overwrite``), distinct from every input. Under torchrun rank 0 claims for every process."""
+    import contextlib
+
     from .engine.checkpoint import checkpoint_folder
+    from .engine.distributed import is_other_rank
     from .output_claim import claim_outputs
 
+    if is_other_rank():
+        return contextlib.nullcontext()
     out = Path(out)
     return claim_outputs({"--out": out}, inputs={**inputs, **_cohort_inputs(cohort)},
                          replaced_folders={"--out checkpoint folder": checkpoint_folder(out)})

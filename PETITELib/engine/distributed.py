@@ -56,6 +56,12 @@ class Processes:
         return self.world_size > 1
 
 
+def is_other_rank() -> bool:
+    """True in a torchrun process other than rank 0 (from torchrun's ``WORLD_SIZE`` and ``RANK``,
+    before any process group exists): rank 0 alone claims, locks and writes the run's files."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
+
+
 def training_processes(device: str = "auto") -> Processes:
     """This process's place in the run, joining torchrun's process group when ``WORLD_SIZE`` > 1.
 
