@@ -1,8 +1,9 @@
 """Generated section of docs/federated.md: the federated, pooled and single-site result."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from .sources import load_json
 
 FEDERATED_JSON = "docs/benchmarks/federated-cpu.json"
 
@@ -10,7 +11,7 @@ FEDERATED_JSON = "docs/benchmarks/federated-cpu.json"
 def federated_table(root: Path) -> str:
     """Head PSNR/SSIM on the held-out subjects of every model of a ``petite federated bench`` run,
     the bytes each site sent per round, the base model's size and the simulator's wall time."""
-    document = json.loads((root / FEDERATED_JSON).read_text(encoding="utf-8"))
+    document = load_json(root, FEDERATED_JSON)
     rows = [("short scan (input)", document["input"]), ("base alone (No-FT)", document["no_ft"]),
             (f"federated ({document['federated']['rounds']} rounds)", document["federated"]),
             ("pooled (all sites' subjects)", document["pooled"])]

@@ -3,14 +3,10 @@ output ranges of working and broken models, and what reconstructing a thin slab 
 each against the limits of :mod:`PETITELib.input_domain`."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from .sources import load_json
 
 INPUT_DOMAIN = "docs/benchmarks/input-domain.json"
-
-
-def _load(root: Path) -> dict:
-    return json.loads((Path(root) / INPUT_DOMAIN).read_text(encoding="utf-8"))
 
 
 def _span(values) -> str:
@@ -23,7 +19,7 @@ def output_ranges(root: Path) -> str:
     per kind of model, and whether the sane output range keeps them."""
     from ..input_domain import OUTPUT_HIGH, OUTPUT_LOW
 
-    ranges = _load(root)["ranges"]
+    ranges = load_json(root, INPUT_DOMAIN)["ranges"]
     groups = {"shipped models, whole volumes of the five scanners": lambda n: n.startswith("scanner"),
               "untrained CvT-GANs (residual: input plus a random branch)": lambda n: n.startswith("untrained cvtgan"),
               "an untrained UNETR": lambda n: n.startswith("untrained unetr"),
@@ -43,7 +39,7 @@ def slab_gains(root: Path) -> str:
     thickness; which slabs the size rule refuses; what the rule costs and saves."""
     from ..input_domain import MIN_EXTENT_MM, MIN_VOXELS
 
-    slabs = _load(root)["slabs"]
+    slabs = load_json(root, INPUT_DOMAIN)["slabs"]
     voxels = sorted({s["voxels"] for s in slabs})
     lines = ["| scanner, axis | " + " | ".join(f"{v} voxels" for v in voxels) + " |", "|---" * (len(voxels) + 1) + "|"]
     for scanner, axis in sorted({(s["scanner"], s["axis"]) for s in slabs}, key=lambda k: (-k[0], k[1] != "z", k[1])):

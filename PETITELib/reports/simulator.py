@@ -1,10 +1,10 @@
 """Generated tables of docs/simulator.md and docs/benchmarks: scanner physics, noise, scanner gap."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..data.scanners import SCANNERS, Scanner
+from .sources import load_json
 
 NOISE_JSON = "docs/benchmarks/simulator-noise.json"
 GAP_JSON = "docs/benchmarks/scanner-gap.json"
@@ -73,13 +73,9 @@ def scanner_differences_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _load(root: Path, relative: str) -> dict:
-    return json.loads((root / relative).read_text(encoding="utf-8"))
-
-
 def simulator_noise_table(root: Path) -> str:
     """Measured resolution and noise per scanner (docs/benchmarks/simulator-noise.json)."""
-    document = _load(root, NOISE_JSON)
+    document = load_json(root, NOISE_JSON)
     lines = [f"Measured by `{document['command']}` on the zoo's full-mode cohorts ({document['subjects']} "
              "subjects per scanner).", "",
              "| scanner | effective FWHM transaxial / axial (mm) | short-frame WM noise | long WM noise | "
@@ -95,5 +91,5 @@ def scanner_gap_table(root: Path) -> str:
     """The scanner-gap table (docs/benchmarks/scanner-gap.json), as its generated .md shows it."""
     from ..engine.scanner_gap import gap_markdown
 
-    body = gap_markdown(_load(root, GAP_JSON)).split("\n", 2)[2]  # without the title line
+    body = gap_markdown(load_json(root, GAP_JSON)).split("\n", 2)[2]  # without the title line
     return body
