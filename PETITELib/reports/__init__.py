@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 from . import benchmarks
-from .cost import accuracy_check
+from .cost import accuracy_check, cost_summary, cost_tables
 from .federated import federated_table
 from .hyperparameters import hyperparameter_tables
 from .input_domain import output_ranges, slab_gains
@@ -34,6 +34,8 @@ GENERATORS: Dict[str, Callable[[Path], str]] = {
     "simulator-noise": simulator_noise_table,
     "scanner-gap": scanner_gap_table,
     "peft-accuracy": accuracy_check,
+    "peft-cost": cost_tables,
+    "peft-cost-summary": cost_summary,
     "peft-method-counts": method_counts_table,
     "ssf-sites": ssf_sites_table,
     "federated-result": federated_table,
