@@ -126,3 +126,32 @@ def test_a_cvtgan_pretrains_with_two_processes(cohort, tmp_path):
     training = load_base_model(out).metadata["training"]
     assert training["processes"] == 2 and training["complete"] and training["epochs"] == 1
     assert not checkpoint_folder(out).exists()
+
+
+def test_the_training_forward_goes_through_the_gradient_exchange(tmp_path):
+    """The objective's forward must run through the DDP wrapper: a process whose share of the batch is 0
+    then contributes no gradient (its parameters stay put), where a forward that bypasses the wrapper
+    would train on its own crops alone."""
+    import torch.distributed as dist
+
+    from PETITELib.engine.distributed import DistributedObjective
+    from PETITELib.engine.objectives import L1Objective, adamw
+    from PETITELib.engine.schedule import CosineSchedule
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv3d(1, 1, 3, padding=1)
+    objective = L1Objective(model, adamw(model, 1e-2, 0.0), CosineSchedule(1e-2, 4, 0))
+    before = [p.detach().clone() for p in model.parameters()]
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        share = _BatchShare()
+        distributed = DistributedObjective(objective, Processes(0, 1, torch.device("cpu")), share)
+        assert isinstance(objective.forward, torch.nn.parallel.DistributedDataParallel)
+        share.weight = 0.0
+        distributed.step(torch.rand(2, 1, 8, 8, 8), torch.rand(2, 1, 8, 8, 8))
+        assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+        share.weight = 1.0
+        distributed.step(torch.rand(2, 1, 8, 8, 8), torch.rand(2, 1, 8, 8, 8))
+        assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    finally:
+        dist.destroy_process_group()

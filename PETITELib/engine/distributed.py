@@ -139,6 +139,7 @@ class DistributedObjective:
             wrapped = DistributedDataParallel(module, device_ids=device_ids)
             wrapped.register_comm_hook(share, _weighted_sum_hook)
             setattr(objective, name, wrapped)
+            _route_forward_through(objective, module, wrapped)
 
     def step(self, short: torch.Tensor, long: torch.Tensor) -> Dict[str, float]:
         """One optimisation step on this process's part of the batch; losses of the whole batch."""
@@ -150,6 +151,16 @@ class DistributedObjective:
                               device=self.processes.device)
         dist.all_reduce(values)
         return dict(zip(names, values.tolist()))
+
+
+def _route_forward_through(objective, module, wrapped) -> None:
+    """Make the objective's ``forward`` (the generator, or its ``torch.compile``-d version) run
+    through the DDP wrapper: a forward that bypasses it exchanges no gradients."""
+    forward = getattr(objective, "forward", None)
+    if forward is module:
+        objective.forward = wrapped
+    elif getattr(forward, "_orig_mod", None) is module:  # torch.compile's wrapper of the module
+        objective.forward = torch.compile(wrapped)
 
 
 def sharded_batches(dataset: CropDataset, batch_size: int, seed: int, processes: Processes,
