@@ -1,4 +1,5 @@
 """Generated text in the docs: every section matches its committed source; a hand edit is caught."""
+import json
 import shutil
 from pathlib import Path
 
@@ -44,3 +45,19 @@ def test_a_figure_edited_by_hand_is_reported(tmp_path, page, original, edited):
 def test_unknown_sections_are_left_alone():
     text = "a\n<!-- petite:not-a-generator -->\nkept\n<!-- /petite:not-a-generator -->\n"
     assert render(text, REPO) == text
+
+
+def test_the_regional_table_shows_each_method_and_petites_regional_targets(tmp_path):
+    from PETITELib.reports.benchmarks import regional_table
+
+    row = dict(psnr=30.0, ssim=0.9, regional_abs_bias_pct=3.25, suvr_abs_bias_pct=1.5, gw_contrast=2.9,
+               gw_contrast_vs_long=0.9871)
+    result = {"methods": {"input": dict(row, suvr_abs_bias_pct=4.0), "petite": row},
+              "targets": {"petite_suvr_bias_ok": True, "petite_gw_contrast_ok": False}}
+    (tmp_path / "r.json").write_text(json.dumps(result), encoding="utf-8")
+    table = regional_table(tmp_path, "r.json")
+    assert "| short scan (input) | 3.25 | 4.00 | 0.9871 |" in table and "| PETITE | 3.25 | 1.50 | 0.9871 |" in table
+    assert "SUVR bias met, contrast not met" in table
+    del result["methods"]["petite"]["regional_abs_bias_pct"], result["methods"]["input"]["regional_abs_bias_pct"]
+    (tmp_path / "r.json").write_text(json.dumps(result), encoding="utf-8")
+    assert "no regional figures yet" in regional_table(tmp_path, "r.json")

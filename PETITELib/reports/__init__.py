@@ -45,6 +45,7 @@ GENERATORS: Dict[str, Callable[[Path], str]] = {
     "zoo-models": zoo_models_table,
     "zoo-recipe": zoo_recipe,
     "results": benchmarks.results_table,
+    "regional-results": benchmarks.regional_table,
     "unetr-cpu-summary": partial(benchmarks.summary, relative=benchmarks.FULL_BENCHMARK),
     "unetr-cpu-targets": partial(benchmarks.targets, relative=benchmarks.FULL_BENCHMARK),
     "quick-unetr-cpu-summary": partial(benchmarks.summary, relative=benchmarks.QUICK_BENCHMARK),

@@ -122,3 +122,37 @@ def wall_time(root: Path, relative: str) -> str:
     machine = result["machine"]
     return (f"`{relative}`: {result['wall_seconds'] / 60:.1f} min on {machine['device']} "
             f"({machine['cpu_count']} cores, torch {machine['torch']}).\n")
+
+
+def regional_table(root: Path, relative: str = FULL_BENCHMARK) -> str:
+    """The README's regional table: per method, the mean |bias| of regional mean uptake and of
+    SUVR against the long scan (%), and the grey/white contrast as a fraction of the long scan's,
+    with the regional targets (PETITE's |SUVR bias| and contrast)."""
+    from ..regional import CONTRAST_TARGET, SUVR_BIAS_TARGET_PCT
+
+    result = load_result(root, relative)
+    rows = [(name, row) for name, row in result["methods"].items() if row.get("regional_abs_bias_pct") is not None]
+    if not rows:
+        return f"`{relative}` was measured before the regional report existed: no regional figures yet.\n"
+
+    def number(value, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    lines = [f"`{relative}`: regional uptake of the held-out subjects against the long scan (the simulator's "
+             f"region labels; SUVR against the cerebellum). Targets: PETITE's mean |SUVR bias| at most "
+             f"{SUVR_BIAS_TARGET_PCT:g} % and below the short scan's; its grey/white contrast within "
+             f"{CONTRAST_TARGET:.0%} of the long scan's.", "",
+             "| method | mean \\|regional bias\\| (%) | mean \\|SUVR bias\\| (%) | grey/white contrast / long scan's |",
+             "|---|---|---|---|"]
+    for name, row in rows:
+        lines.append(f"| {METHOD_NAMES.get(name, name)} | {number(row.get('regional_abs_bias_pct'), 2)} | "
+                     f"{number(row.get('suvr_abs_bias_pct'), 2)} | {number(row.get('gw_contrast_vs_long'), 4)} |")
+    checks = result.get("targets", {})
+    if "petite_suvr_bias_ok" in checks or "petite_gw_contrast_ok" in checks:
+        verdicts = []
+        if "petite_suvr_bias_ok" in checks:
+            verdicts.append(f"SUVR bias {'met' if checks['petite_suvr_bias_ok'] else 'not met'}")
+        if "petite_gw_contrast_ok" in checks:
+            verdicts.append(f"contrast {'met' if checks['petite_gw_contrast_ok'] else 'not met'}")
+        lines += ["", "PETITE's regional targets: " + ", ".join(verdicts) + "."]
+    return "\n".join(lines) + "\n"
