@@ -88,12 +88,40 @@ class TunedLayer(nn.Module):
 
 
 class TunedConv(TunedLayer):
-    """Conv3d / ConvTranspose3d: (B, Cin, D, H, W) -> (B, Cout, D', H', W')."""
+    """Conv3d / ConvTranspose3d: (B, Cin, D, H, W) -> (B, Cout, D', H', W').
+
+    Leading output methods that compose into the weight (``composes_into_weight``: LoRA) run as
+    one convolution with the weight plus their ``delta()``; the others act on its output."""
+
+    def forward(self, x: torch.Tensor, *rest) -> torch.Tensor:
+        methods = self.method_layers("output")
+        composed = 0
+        while not rest and composed < len(methods) and getattr(methods[composed], "composes_into_weight", False):
+            composed += 1
+        if composed:
+            weight = self.weight
+            for method in methods[:composed]:
+                weight = weight + method.delta()
+            y = convolve(self, x, weight)
+        else:
+            y = self.base_output(x, *rest)
+        for method in methods[composed:]:
+            y = method(self, x, y)
+        return y
 
     def base_output(self, x: torch.Tensor, *rest) -> torch.Tensor:
         lean = (torch.is_grad_enabled() and not self.weight.requires_grad and self.padding_mode == "zeros"
                 and not isinstance(self.padding, str) and not rest)
         return frozen_convolution(self, x) if lean else self.base_class.forward(self, x, *rest)
+
+
+def convolve(conv: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``conv`` (Conv3d or ConvTranspose3d, zero padding) applied to (B, Cin, D, H, W) ``x`` with
+    ``weight`` in place of its own (its bias kept)."""
+    if isinstance(conv, nn.ConvTranspose3d):
+        return F.conv_transpose3d(x, weight, conv.bias, conv.stride, conv.padding, conv.output_padding,
+                                  conv.groups, conv.dilation)
+    return F.conv3d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class TunedNorm(TunedLayer):

@@ -84,9 +84,15 @@ class LoRAConv(OutputMethod):
     down: the target's kernel from ``in`` to r channels (Conv3d weight (r, in, k, k, k);
     ConvTranspose3d weight (in, r, k, k, k)), same stride/padding/dilation; up: (out, r, 1, 1, 1).
     y (B, out, ...) -> y + scaling * up(down(x)).
+
+    The tuned convolution runs it as one convolution with weight W + :meth:`delta` when it is the
+    first of the layer's output methods (:class:`~PETITELib.peft.layers.TunedConv`): the narrow
+    r-channel convolution is a slow kernel, and it would keep its input for the down weight's
+    gradient anyway, so the composed weight costs what Full-FT's convolution costs and no more.
     """
 
     mergeable = True
+    composes_into_weight = True
 
     def __init__(self, conv: nn.Module, r: int, alpha: float) -> None:
         super().__init__()
@@ -109,7 +115,8 @@ class LoRAConv(OutputMethod):
             hidden = F.conv3d(x, self.down, None, self.stride, self.padding, self.dilation)
         return y + F.conv3d(hidden, self.up) * self.scaling
 
-    def _delta(self) -> torch.Tensor:
+    def delta(self) -> torch.Tensor:
+        """The low-rank update of the convolution's weight (its shape), scaling included."""
         up = self.up[:, :, 0, 0, 0]
         if self.transposed:
             return torch.einsum("irxyz,or->ioxyz", self.down, up) * self.scaling
@@ -117,11 +124,11 @@ class LoRAConv(OutputMethod):
 
     def merge(self, conv: nn.Module) -> None:
         """Add the low-rank update to ``conv.weight``."""
-        conv.weight += self._delta()
+        conv.weight += self.delta()
 
     def unmerge(self, conv: nn.Module) -> None:
         """Subtract the low-rank update from ``conv.weight`` again."""
-        conv.weight -= self._delta()
+        conv.weight -= self.delta()
 
 
 def _layer_for(target: nn.Module, site: LoRATarget, config: LoRAConfig) -> nn.Module:
