@@ -21,7 +21,7 @@ def test_every_generated_section_in_the_docs_matches_its_source():
 @pytest.mark.parametrize("page,original,edited", [
     ("docs/simulator.md", "x 1.04", "x 1.40"),  # from the code's scanner table
     ("README.md", "| PETITE | 0.822 % | 31.30 ± 0.73 |", "| PETITE | 0.822 % | 31.90 ± 0.73 |"),  # a result
-    ("docs/zoo.md", "| +0.62 dB |", "| +0.66 dB |"),  # from the zoo's manifest
+    ("docs/zoo.md", "| +0.68 dB |", "| +0.86 dB |"),  # from the zoo's manifest
     ("docs/training.md", "| SSF | 1e-2 / 1e-5 |", "| SSF | 1e-3 / 1e-5 |"),  # the hyperparameter table
 ])
 def test_a_figure_edited_by_hand_is_reported(tmp_path, page, original, edited):
