@@ -6,8 +6,9 @@ benchmark's targets with what was measured.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from .sources import load_json
 
 FULL_BENCHMARK = "docs/benchmarks/unetr-cpu.json"
 QUICK_BENCHMARK = "docs/benchmarks/quick-unetr-cpu.json"
@@ -17,11 +18,6 @@ QUICK_SMOKE_BENCHMARK = "docs/benchmarks/quick-unetr-cpu-smoke.json"
 METHOD_NAMES = {"input": "short scan (input)", "no-ft": "No-FT (base alone)", "full": "Full-FT", "layernorm": "LayerNorm",
                 "bitfit": "BitFit", "lora": "LoRA", "adapter": "Adapters", "ssf": "SSF", "vpt": "VPT",
                 "petite": "PETITE"}
-
-
-def load_result(root: Path, relative: str) -> dict:
-    """The committed benchmark result ``relative`` (a path under ``root``)."""
-    return json.loads((Path(root) / relative).read_text(encoding="utf-8"))
 
 
 def _setting(result: dict) -> str:
@@ -38,7 +34,7 @@ def _setting(result: dict) -> str:
 def results_table(root: Path, relative: str = FULL_BENCHMARK) -> str:
     """The README's results table: per method, trained parameters, head PSNR and SSIM (mean ±
     sd over the held-out subjects), fine-tuning wall time and peak memory."""
-    result = load_result(root, relative)
+    result = load_json(root, relative)
     lines = [f"`{relative}`: {_setting(result)}. PSNR and SSIM against the long scan inside the head "
              "(mean ± sd); wall time and peak memory of the fine-tuning run "
              f"on {result['machine']['device']}.", "",
@@ -56,7 +52,7 @@ def results_table(root: Path, relative: str = FULL_BENCHMARK) -> str:
 
 def summary(root: Path, relative: str) -> str:
     """One paragraph: the held-out head PSNR of every method and how the base did on its source."""
-    result = load_result(root, relative)
+    result = load_json(root, relative)
     methods = result["methods"]
     scores = ", ".join(f"{METHOD_NAMES.get(name, name)} {row['psnr']:.2f}" for name, row in methods.items())
     source = result.get("source_validation") or {}
@@ -71,7 +67,7 @@ def targets(root: Path, relative: str) -> str:
     """The benchmark's targets as a list: what was measured, the target, met or not."""
     from ..engine.bench import TARGET_GAIN_OVER_INPUT_DB, TARGET_MEMORY_RATIO, TARGET_RECOVERY, TARGET_TIME_RATIO
 
-    checks = load_result(root, relative)["targets"]
+    checks = load_json(root, relative)["targets"]
 
     def verdict(key: str) -> str:
         return "met" if checks[key] else "**not met**"
@@ -118,7 +114,7 @@ def bench_plans(root: Path) -> str:
 
 def wall_time(root: Path, relative: str) -> str:
     """The wall time and machine a committed result records."""
-    result = load_result(root, relative)
+    result = load_json(root, relative)
     machine = result["machine"]
     return (f"`{relative}`: {result['wall_seconds'] / 60:.1f} min on {machine['device']} "
             f"({machine['cpu_count']} cores, torch {machine['torch']}).\n")
@@ -130,7 +126,7 @@ def regional_table(root: Path, relative: str = FULL_BENCHMARK) -> str:
     with the regional targets (PETITE's |SUVR bias| and contrast)."""
     from ..regional import CONTRAST_TARGET, SUVR_BIAS_TARGET_PCT
 
-    result = load_result(root, relative)
+    result = load_json(root, relative)
     rows = [(name, row) for name, row in result["methods"].items() if row.get("regional_abs_bias_pct") is not None]
     if not rows:
         return f"`{relative}` was measured before the regional report existed: no regional figures yet.\n"
