@@ -89,7 +89,9 @@ def test_base_files_refuse_damage_overwrite_and_peft_models(tmp_path, cvtgan_bas
     _one_line(info, damaged)
     tampered = tmp_path / "tampered.safetensors"
     tensors, metadata = read_tensors(path), read_metadata(path, "petite-base-model", BASE_FORMAT_VERSION)
-    next(v for k, v in tensors.items() if k.endswith("weight")).add_(1.0)
+    # a generator weight (the discriminator is not part of the base SHA-256); safetensors returns
+    # the tensors in no fixed order, so pick by sorted name
+    tensors[min(k for k in tensors if k.endswith("weight") and not k.startswith("discriminator."))].add_(1.0)
     write_tensors(tampered, tensors, metadata)
     with pytest.raises(PetiteError, match="SHA-256"):
         load_base_model(tampered)
