@@ -4,6 +4,7 @@ import struct
 
 import pytest
 import torch
+from safetensors.torch import save
 
 from PETITELib.backbones import build_backbone, build_discriminator
 from PETITELib.errors import PetiteError
@@ -11,8 +12,8 @@ from PETITELib.peft import (AdapterSwitcher, applied_peft, apply_peft, base_mode
                             load_adapter, load_base_model, peft_state_dict, read_adapter, remove_peft,
                             save_adapter, save_base_model, trainable_parameters)
 from PETITELib.peft.adapter_files import ADAPTER_FORMAT_VERSION
-from PETITELib.peft.base_files import BASE_FORMAT_VERSION
-from PETITELib.peft.safetensors_io import read_metadata, read_tensors, write_tensors
+from PETITELib.peft.base_files import BASE_FORMAT, BASE_FORMAT_VERSION
+from PETITELib.peft.safetensors_io import copy_in_current_format, read_metadata, read_tensors, write_tensors
 
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
@@ -97,6 +98,30 @@ def test_base_files_refuse_damage_overwrite_and_peft_models(tmp_path, cvtgan_bas
         load_base_model(tampered)
     with pytest.raises(PetiteError, match="file not found"):
         load_base_model(tmp_path / "missing.safetensors")
+
+
+def test_a_file_of_format_1_is_copied_in_the_current_format(tmp_path, cvtgan_base):
+    """What the zoo rebuild does with a reused model file written before checksums: the copy is in
+    the current format (checksum recorded), holds the same weights and keeps the weights' SHA-256;
+    a current file is copied byte for byte; a damaged one is refused, nothing written."""
+    path, _ = cvtgan_base
+    metadata = read_metadata(path, BASE_FORMAT, BASE_FORMAT_VERSION)
+    old = tmp_path / "old.safetensors"
+    version_1 = {k: v for k, v in metadata.items() if k != "tensors_sha256"}
+    old.write_bytes(save(read_tensors(path), metadata={"petite": json.dumps({**version_1, "format_version": 1})}))
+    assert read_metadata(old, BASE_FORMAT, BASE_FORMAT_VERSION)["format_version"] == 1
+    upgraded = tmp_path / "upgraded.safetensors"
+    assert copy_in_current_format(old, upgraded, BASE_FORMAT, BASE_FORMAT_VERSION) is True
+    assert read_metadata(upgraded, BASE_FORMAT, BASE_FORMAT_VERSION) == metadata
+    assert base_model_sha256(upgraded) == base_model_sha256(path)
+    current = tmp_path / "current.safetensors"
+    assert copy_in_current_format(path, current, BASE_FORMAT, BASE_FORMAT_VERSION) is False
+    assert current.read_bytes() == path.read_bytes()
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(PetiteError, match="damaged.safetensors"):
+        copy_in_current_format(damaged, tmp_path / "copy.safetensors", BASE_FORMAT, BASE_FORMAT_VERSION)
+    assert not (tmp_path / "copy.safetensors").exists()
 
 
 def test_adapter_round_trip_stores_only_trained_tensors(tmp_path, volume, cvtgan_base):

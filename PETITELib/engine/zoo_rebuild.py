@@ -12,7 +12,6 @@ zoo folder.
 from __future__ import annotations
 
 import shlex
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -195,8 +194,8 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
     from .devices import select_device
     from .evaluation import evaluate_models
     from .models import describe_weights, load_for_inference
-    from ..peft.base_files import BASE_FORMAT_VERSION
-    from ..peft.safetensors_io import read_metadata
+    from ..peft.base_files import BASE_FORMAT, BASE_FORMAT_VERSION
+    from ..peft.safetensors_io import copy_in_current_format, read_metadata
     from ..scanner_matching import describe_scanner, scanner_profile
 
     work, out = Path(work).resolve(), Path(out)
@@ -212,7 +211,7 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
         run_recipe_step(step, work, recipe, cancel)
     report(progress, "zoo", total - 1, total, "score held-out subjects")
     torch_device = select_device(device)
-    base_meta = read_metadata(base_path, "petite-base-model", BASE_FORMAT_VERSION)
+    base_meta = read_metadata(base_path, BASE_FORMAT, BASE_FORMAT_VERSION)
     training = base_meta.get("training", {})
     base_record = {
         "name": "base", "kind": "base", "file": recipe.base_file(), "backbone": recipe.backbone,
@@ -250,7 +249,9 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
     worst_half = max(half_changes) if half_changes else float("nan")
     for record in models:
         source = base_path if record["kind"] == "base" else work / "models" / record["file"]
-        shutil.copyfile(source, out / record["file"])
+        file_format = (BASE_FORMAT, BASE_FORMAT_VERSION) if record["kind"] == "base" else \
+            (ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION)
+        copy_in_current_format(source, out / record["file"], *file_format)  # a reused older file is upgraded
         record["sha256"], record["size"] = file_sha256(out / record["file"]), (out / record["file"]).stat().st_size
         record["precision"] = "float32"
     total_mb = sum(r["size"] for r in models) / 2 ** 20

@@ -168,6 +168,23 @@ def read_file(path, expected_format: str, supported_version: int) -> Tuple[dict,
     return metadata, tensors
 
 
+def copy_in_current_format(source, destination, expected_format: str, current_version: int) -> bool:
+    """Copy PETITE file ``source`` (checked by :func:`read_file`) to ``destination`` (replaced if it
+    exists): byte for byte when it is already in ``current_version``, else rewritten with the same
+    tensors and metadata in ``current_version`` (which records the tensors' SHA-256). A model's
+    weights SHA-256 (and with it every adapter's match to its base) does not change. Returns whether
+    the file was rewritten."""
+    import shutil
+
+    metadata, tensors = read_file(source, expected_format, current_version)
+    if metadata["format_version"] == current_version:
+        shutil.copyfile(source, destination)
+        return False
+    document = {key: value for key, value in metadata.items() if key != TENSORS_SHA256_KEY}
+    write_tensors(destination, tensors, {**document, "format_version": current_version}, overwrite=True)
+    return True
+
+
 def check_dtype(path, name: str, tensor: torch.Tensor, expected: torch.dtype) -> None:
     """Refuse (one line) a stored tensor whose dtype differs from the model's (never cast silently)."""
     if tensor.dtype != expected:
