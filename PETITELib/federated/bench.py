@@ -127,7 +127,7 @@ def _federate(setup: BenchSetup, base: Path, cohorts: Dict[str, Path], work: Pat
     record = {"seconds": round(result.seconds, 1), "load_average_before": load_before,
               "load_average_after": _load_average(), "bytes_per_round_by_site": sent,
               "bytes_per_round_per_site": sum(sent.values()) / len(sent),
-              "adapter_tensor_bytes": plan.adapter_bytes,
+              "adapter_tensor_bytes": plan.adapter_bytes, "site_omp_num_threads": result.site_threads,
               "best_round": result.training["best_round"], "rounds": plan.rounds,
               "val_psnr_by_round": [r["val_metrics"]["psnr"] for r in result.training["history"]],
               "workspace": str(workspace), "job": str(job)}
@@ -240,7 +240,7 @@ def run_federated_bench(setup: BenchSetup, out, work=None, overwrite: bool = Fal
         "bytes_per_round_by_site": federated["bytes_per_round_by_site"],
         "adapter_tensor_bytes": federated["adapter_tensor_bytes"],
         "base_bytes": base.stat().st_size, "base_file": str(base), "base_sha256": base_model_sha256(base),
-        "seconds": federated["seconds"],
+        "seconds": federated["seconds"], "site_omp_num_threads": federated.get("site_omp_num_threads"),
         "targets": {
             "federated_within_0.1_dB_of_pooled": abs(row("federated")["psnr"] - row("pooled")["psnr"]) <= 0.1,
             "federated_better_than_every_site_alone": all(row("federated")["psnr"] > e["psnr"] for e in local),
@@ -252,7 +252,8 @@ def run_federated_bench(setup: BenchSetup, out, work=None, overwrite: bool = Fal
         "machine": machine_record(select_device(setup.device)),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "notes": ("seconds: wall time of the FLARE simulator run (all sites in parallel processes on this machine, "
-                  "beside the other trainings when setup.jobs > 1); "
+                  "beside the other trainings when setup.jobs > 1; each site with site_omp_num_threads "
+                  "intra-op threads); "
                   "bytes: FLARE's serialised task result (FOBS) of each site per training round, as the server "
                   "received it; base_bytes: the base model file."),
     }

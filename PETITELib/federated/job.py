@@ -90,13 +90,15 @@ def write_job(plan: FederationPlan, initial_adapter, job_root, overwrite: bool =
 @dataclass
 class SimulationResult:
     """What a simulated federation produced: the adapter file, the server's wire record and the
-    simulator's wall time (seconds), workspace and return code."""
+    simulator's wall time (seconds), workspace, the adapter's training record and the sites'
+    ``OMP_NUM_THREADS``."""
 
     adapter: Path
     wire: List[dict]
     seconds: float
     workspace: Path
     training: dict = field(default_factory=dict)
+    site_threads: str = ""
 
     def bytes_per_round(self) -> Dict[str, float]:
         """Mean bytes each site sent per training round (FLARE's serialised result, as the server received it)."""
@@ -117,8 +119,10 @@ def simulate(job_folder, workspace, threads: Optional[int] = None,
     """Run a job folder in FLARE's simulator (``nvflare simulator``), one client per plan site.
 
     workspace: the simulator's workspace (must not exist yet); threads: sites running at once
-    (default: all); the simulator's output goes to ``WORKSPACE.log`` beside the workspace (the
-    simulator lays the workspace out afresh). Returns the
+    (default: all). The sites running at once share this machine's cores: each gets
+    ``cpu_count // threads`` (at least 1) intra-op threads (``OMP_NUM_THREADS``, unless the caller
+    set it), so that they do not oversubscribe the cores. The simulator's output goes to
+    ``WORKSPACE.log`` beside the workspace (the simulator lays the workspace out afresh). Returns the
     :class:`SimulationResult`; PetiteError (with the log's path) when the simulator fails or writes
     no complete adapter.
     """
@@ -132,12 +136,15 @@ def simulate(job_folder, workspace, threads: Optional[int] = None,
         raise PetiteError(f"{workspace}: the simulator's workspace already exists (choose a new folder)")
     workspace.mkdir(parents=True)
     names = [site.name for site in plan.sites]
+    parallel = threads or len(names)
     command = [sys.executable, "-m", "nvflare.cli", "simulator", str(job_folder), "-w", str(workspace),
-               "-c", ",".join(names), "-t", str(threads or len(names))]
+               "-c", ",".join(names), "-t", str(parallel)]
+    environment = dict(os.environ)
+    environment.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
     log_path = workspace.with_name(workspace.name + ".log")
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=environment,
                                    start_new_session=True)
         try:
             while process.poll() is None:
@@ -161,7 +168,7 @@ def simulate(job_folder, workspace, threads: Optional[int] = None,
     training = read_adapter(adapter).metadata.training
     if not training.get("complete"):
         raise PetiteError(f"{adapter}: the federation stopped before its last round; see {log_path}")
-    return SimulationResult(adapter, wire, seconds, workspace, training)
+    return SimulationResult(adapter, wire, seconds, workspace, training, environment["OMP_NUM_THREADS"])
 
 
 def _stop(process: subprocess.Popen) -> None:
