@@ -12,11 +12,15 @@ def federated_table(root: Path) -> str:
     """Head PSNR/SSIM on the held-out subjects of every model of a ``petite federated bench`` run,
     the bytes each site sent per round, the base model's size and the simulator's wall time."""
     document = load_json(root, FEDERATED_JSON)
+    setup = document["setup"]
     rows = [("short scan (input)", document["input"]), ("base alone (No-FT)", document["no_ft"]),
-            (f"federated ({document['federated']['rounds']} rounds)", document["federated"]),
+            (f"federated ({setup['rounds']} rounds x {setup['local_epochs']} local epochs)", document["federated"]),
             ("pooled (all sites' subjects)", document["pooled"])]
     rows += [(f"{entry['site']} alone", entry) for entry in document["local"]]
-    lines = [f"Held-out subjects: {len(document['test_subjects'])}.", "",
+    settings = "".join(f", {name.replace('_', ' ')} {value}" for name, value in sorted(setup["settings"].items()))
+    lines = [f"Held-out subjects: {len(document['test_subjects'])}; {setup['sites']} sites of scanner "
+             f"{setup['scanner']} with {setup['train_subjects']} training subjects each; {setup['peft']}, "
+             f"{setup['epochs']} epochs for the pooled and single-site runs{settings}.", "",
              "| model | head PSNR (dB) | head SSIM |", "|---|---|---|"]
     lines += [f"| {name} | {entry['psnr']:.3f} | {entry['ssim']:.4f} |" for name, entry in rows]
     difference = document["federated_vs_pooled_psnr"]
