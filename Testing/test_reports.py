@@ -20,7 +20,7 @@ def test_every_generated_section_in_the_docs_matches_its_source():
 
 @pytest.mark.parametrize("page,original,edited", [
     ("docs/simulator.md", "x 1.04", "x 1.40"),  # from the code's scanner table
-    ("README.md", "| PETITE | 0.822 % | 31.30 ± 0.73 |", "| PETITE | 0.822 % | 31.90 ± 0.73 |"),  # a result
+    ("README.md", "| PETITE | 0.822 % | 29.54 ± 1.19 |", "| PETITE | 0.822 % | 29.45 ± 1.19 |"),  # a result
     ("docs/zoo.md", "| +0.68 dB |", "| +0.86 dB |"),  # from the zoo's manifest
     ("docs/training.md", "| SSF | 1e-2 / 1e-5 |", "| SSF | 1e-3 / 1e-5 |"),  # the hyperparameter table
 ])

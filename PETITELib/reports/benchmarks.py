@@ -25,8 +25,10 @@ def _setting(result: dict) -> str:
     epochs = result["methods"].get("petite", {}).get("epochs")
     base = (f"the base `{config['base']}`" if config.get("base") else
             f"a base pre-trained on {config['source_subjects']} scanner-{config['source_scanner']} subjects")
+    targets = config.get("target_scanners") or [config["target_scanner"]]  # older results: one target
     return ("UNETR" if config["backbone"] == "unetr" else "CvT-GAN") + (
-        f" ({config['preset']} preset), scanner {config['source_scanner']} -> scanner {config['target_scanner']} "
+        f" ({config['preset']} preset), scanner {config['source_scanner']} -> "
+        f"scanner{'s' if len(targets) > 1 else ''} {', '.join(map(str, targets))} "
         f"({config['simulate_mode']}-mode simulation), {base}; {config['target_train']} fine-tuning subjects, "
         f"{epochs} epochs; {config['target_test']} held-out test subjects")
 
