@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench", help="run the paper's protocol end to end on simulated data and report every method",
         description="Simulate a source (scanner 1) and target cohorts, pre-train a base model, fine-tune "
-                    "Full-FT, LayerNorm, BitFit, LoRA, Adapters, SSF, VPT and PETITE on 10 subjects of each target "
+                    "Full-FT, LayerNorm, BitFit, LoRA, Adapters, SSF, VPT, gated VPT and PETITE on 10 subjects of each target "
                     "scanner (each in a fresh process: wall time and peak memory measured in isolation), and "
                     "score the input, No-FT and every method on held-out subjects with paired statistics. Writes "
                     "RESULT.json, RESULT.md and RESULT.png; models and data stay in a work folder that a rerun "

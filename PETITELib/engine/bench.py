@@ -40,7 +40,7 @@ from ..peft import base_model_sha256
 from .models import describe_weights, load_for_inference
 from .reports import bench_plot_png, bench_table, write_json
 
-BENCH_METHODS = ("full", "layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "petite")
+BENCH_METHODS = ("full", "layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "gvpt", "petite")
 METRIC_KEYS = ("psnr", "ssim", "nrmse", "psnr_whole", "ssim_whole", "nrmse_whole",
                "psnr_truth", "ssim_truth", "nrmse_truth") + REGIONAL_KEYS
 

@@ -42,7 +42,7 @@ from ..progress import ProgressCallback, report
 from .devices import describe_device, select_device, training_precision
 from .memory import PeakMemory, current_rss_mb
 
-COST_METHODS = ("full", "layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "petite")
+COST_METHODS = ("full", "layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "gvpt", "petite")
 PHASES = ("forward", "backward", "optimizer")
 RESULT_PREFIX = "PETITE-COST "
 
