@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..engine.statistics import paired_difference
 from .sources import load_json
 
 FEDERATED_JSON = "docs/benchmarks/federated-cpu.json"
@@ -10,7 +11,9 @@ FEDERATED_JSON = "docs/benchmarks/federated-cpu.json"
 
 def federated_table(root: Path) -> str:
     """Head PSNR/SSIM on the held-out subjects of every model of a ``petite federated bench`` run,
-    the bytes each site sent per round, the base model's size and the simulator's wall time."""
+    the paired head-PSNR differences of the federated adapter against the pooled one and each
+    site's own (over the same held-out subjects), the bytes each site sent per round, the base
+    model's size and the simulator's wall time."""
     document = load_json(root, FEDERATED_JSON)
     setup = document["setup"]
     rows = [("short scan (input)", document["input"]), ("base alone (No-FT)", document["no_ft"]),
@@ -23,9 +26,13 @@ def federated_table(root: Path) -> str:
              f"{setup['epochs']} epochs for the pooled and single-site runs{settings}.", "",
              "| model | head PSNR (dB) | head SSIM |", "|---|---|---|"]
     lines += [f"| {name} | {entry['psnr']:.3f} | {entry['ssim']:.4f} |" for name, entry in rows]
-    difference = document["federated_vs_pooled_psnr"]
-    lines += ["", f"- Federated - pooled: {difference['mean']:+.3f} dB (95 % CI {difference['ci95'][0]:+.3f} to "
-                  f"{difference['ci95'][1]:+.3f}, Wilcoxon p {difference['wilcoxon_p']:.3f}, n {difference['n']}).",
+    federated = document["federated"]["per_subject_psnr"]
+    differences = [("pooled", document["federated_vs_pooled_psnr"])]
+    differences += [(f"{entry['site']} alone", paired_difference(federated, entry["per_subject_psnr"]))
+                    for entry in document["local"]]
+    lines += [""] + [f"- Federated - {name}: {d['mean']:+.4f} dB (95 % CI {d['ci95'][0]:+.4f} to {d['ci95'][1]:+.4f}, "
+                     f"Wilcoxon p {d['wilcoxon_p']:.3f}, n {d['n']})." for name, d in differences]
+    lines += [
               f"- Sent per site and round: {document['bytes_per_round_per_site'] / 1e6:.3f} MB; the base model file: "
               f"{document['base_bytes'] / 1e6:.1f} MB.",
               f"- FLARE simulator wall time: {document['seconds']:.0f} s.",
