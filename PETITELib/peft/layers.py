@@ -95,8 +95,9 @@ class TunedConv(TunedLayer):
 
     def forward(self, x: torch.Tensor, *rest) -> torch.Tensor:
         methods = self.method_layers("output")
+        composable = not rest and self.padding_mode == "zeros"  # what :func:`convolve` implements
         composed = 0
-        while not rest and composed < len(methods) and getattr(methods[composed], "composes_into_weight", False):
+        while composable and composed < len(methods) and getattr(methods[composed], "composes_into_weight", False):
             composed += 1
         if composed:
             weight = self.weight

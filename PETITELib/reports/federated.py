@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..engine.statistics import paired_difference
 from .sources import load_json
 
 FEDERATED_JSON = "docs/benchmarks/federated-cpu.json"
@@ -14,6 +13,8 @@ def federated_table(root: Path) -> str:
     the paired head-PSNR differences of the federated adapter against the pooled one and each
     site's own (over the same held-out subjects), the bytes each site sent per round, the base
     model's size and the simulator's wall time."""
+    from ..engine.statistics import paired_difference  # SciPy: only when the table is made
+
     document = load_json(root, FEDERATED_JSON)
     setup = document["setup"]
     rows = [("short scan (input)", document["input"]), ("base alone (No-FT)", document["no_ft"]),
