@@ -3,9 +3,10 @@ import json
 
 import pytest
 
-from PETITELib.engine.bench import (BENCH_METHODS, bench_markdown, make_plan, method_statistics, parse_targets,
-                                    run_bench, target_checks)
-from PETITELib.engine.reports import bench_plot_png
+from PETITELib.engine.bench import (BENCH_METHODS, SECONDARY_METHODS, SWEEP_FACTORS, bench_markdown,
+                                    choose_learning_rate, make_plan, method_statistics, parse_lr_factors,
+                                    parse_targets, run_bench, target_checks)
+from PETITELib.engine.reports import bench_curves_png, bench_plot_png
 from PETITELib.errors import PetiteError
 
 
@@ -71,13 +72,74 @@ def test_the_cpu_plan_shares_the_model_zoo_s_cohorts_and_models():
                zip(finetune.split()[::2], finetune.split()[1::2]))
     adapter = recipe_steps(recipe)["scanner4"].arguments
     full = gap_steps(recipe)["full-scanner4"].arguments
-    assert adapter[adapter.index("--out") + 1].endswith(plan.model_file(4, "petite"))
-    assert full[full.index("--out") + 1].endswith(plan.model_file(4, "full"))
-    assert parse_targets("5,2") == (2, 5)
+    assert adapter[adapter.index("--out") + 1].endswith(plan.model_file(4, "petite", recipe.adapter_lr))
+    assert recipe.adapter_lr in plan.sweep("petite")  # the bench's sweep reuses the zoo's adapters
+    assert full[full.index("--out") + 1].endswith(plan.model_file(4, "full", plan.sweep("full")[0]))
+    assert parse_targets("5,2,5") == (5, 2)  # the order given: the first is the main target
     with pytest.raises(PetiteError, match="--targets: scanner 1 is the source"):
         parse_targets("1,4")
     with pytest.raises(PetiteError, match="--targets: unknown scanner '7'"):
         parse_targets("7")
+
+
+def test_full_plans_sweep_learning_rates_on_the_main_target_only():
+    plan = make_plan("unetr", "cpu", targets=(4, 2, 3, 5))
+    assert plan.lr_factors == SWEEP_FACTORS and plan.finetune["patience"] > 0
+    assert plan.sweep("petite") == [0.001, 0.003, 0.01] and plan.sweep("adapter") == [0.01, 0.03, 0.1]
+    assert plan.methods_for(4) == BENCH_METHODS and plan.methods_for(2) == SECONDARY_METHODS
+    assert plan.model_file(4, "lora", 0.003) == "unetr-cpu-scanner4-lora-lr0.003.safetensors"
+    quick = make_plan("cvtgan", "cpu", quick=True, targets=(4, 5))
+    assert quick.lr_factors == (1.0,) and quick.methods_for(5) == BENCH_METHODS
+    chosen = make_plan("unetr", "paper", lr_factors=(1.0, 2.0), secondary_methods=("petite",))
+    assert chosen.sweep("full") == [0.001, 0.002] and chosen.methods_for(5) == ("petite",)
+    assert parse_lr_factors("1, 3,10,3") == (1.0, 3.0, 10.0)
+    for bad in ("", "0", "-1", "a,b", "inf"):
+        with pytest.raises(PetiteError, match="--lr-factors"):
+            parse_lr_factors(bad)
+
+
+def _training(curve, budget=24):
+    history = [{"epoch": e, "val_psnr": v} for e, v in curve]
+    return {"history": history, "best_epoch": max(curve, key=lambda c: c[1])[0] if curve else 0,
+            "epochs": curve[-1][0] if curve else 0, "settings": {"epochs": budget}, "wall_seconds": 10.0}
+
+
+def test_the_sweep_keeps_the_best_validation_run_and_the_earlier_rate_on_ties():
+    runs = {0.001: _training([[4, 26.0], [8, 26.2]]), 0.003: _training([[4, 26.3], [8, 26.1], [12, 26.05]]),
+            0.01: _training([[4, float("nan")]])}
+    lr, sweep = choose_learning_rate(runs)
+    assert lr == 0.003 and [e["lr"] for e in sweep] == [0.001, 0.003, 0.01]
+    assert sweep[1] == {"lr": 0.003, "best_val_psnr": 26.3, "best_epoch": 4, "epochs_run": 12, "epochs_budget": 24,
+                        "seconds": 10.0, "curve": [[4, 26.3], [8, 26.1], [12, 26.05]]}
+    assert sweep[2]["best_val_psnr"] is None  # a diverged run never wins
+    assert choose_learning_rate({0.01: _training([[4, 26.0]]), 0.03: _training([[4, 26.0]])})[0] == 0.01
+    assert choose_learning_rate({0.01: _training([])})[0] == 0.01
+
+
+def test_checks_on_paired_differences_and_on_every_model_against_the_short_scan():
+    methods = {"input": {"psnr": 28.0, "ssim": 0.90, "psnr_truth": 20.0, "ssim_truth": 0.5},
+               "no-ft": {"psnr": 29.0, "ssim": 0.92, "psnr_truth": 21.0, "ssim_truth": 0.6},
+               "full": {"psnr": 30.0, "ssim": 0.93, "psnr_truth": 19.5, "ssim_truth": 0.7},
+               "lora": {"psnr": 29.5, "ssim": 0.92, "psnr_truth": 21.0, "ssim_truth": 0.6},
+               "petite": {"psnr": 29.9, "ssim": 0.93, "psnr_truth": 21.5, "ssim_truth": 0.6}}
+    statistics = {"lora_vs_no-ft": {"ci95": [-0.01, 1.0]}, "petite_vs_no-ft": {"ci95": [0.5, 1.2]},
+                  "petite_vs_full": {"mean": -0.1, "significant": True}}
+    checks = target_checks(methods, {}, statistics)
+    assert checks["models_not_above_input"] == ["full (psnr_truth)"] and not checks["every_model_beats_input_ok"]
+    assert checks["peft_methods_not_significantly_above_no_ft"] == ["lora"]
+    assert not checks["every_peft_significantly_above_no_ft_ok"] and not checks["petite_not_significantly_below_full_ok"]
+    statistics["petite_vs_full"]["significant"] = False
+    assert target_checks(methods, {}, statistics)["petite_not_significantly_below_full_ok"]
+
+
+def test_the_report_shows_each_sweep_and_the_curves_figure_draws_every_run():
+    result = _result()
+    sweep = [{"lr": lr, "best_val_psnr": 26.0 + lr, "best_epoch": 8, "epochs_run": 16, "seconds": 5.0,
+              "curve": [[4, 25.9], [8, 26.0 + lr], [12, 25.95]]} for lr in (0.001, 0.003)]
+    result["methods"]["petite"].update(lr=0.003, lr_table3=0.001, sweep=sweep, curve=sweep[1]["curve"])
+    markdown = bench_markdown(result)
+    assert "| petite | 0.001 | 0.001: 26.001 (8/16); **0.003: 26.003 (8/16)** | 0.003 |" in markdown
+    assert bench_curves_png(result)[:4] == b"\x89PNG"
 
 
 def test_method_statistics_pair_every_method_with_no_ft_and_petite_with_full():
@@ -94,15 +156,21 @@ def test_method_statistics_pair_every_method_with_no_ft_and_petite_with_full():
 def test_tiny_bench_runs_end_to_end(tmp_path):
     from dataclasses import replace
 
-    plan = replace(make_plan("cvtgan", "cpu", quick=True, device="cpu", methods=("full", "petite")),
-                   source_subjects=3, source_val=1, target_train=2, target_val=1, target_test=1,
+    plan = replace(make_plan("cvtgan", "cpu", quick=True, device="cpu", methods=("full", "petite"), targets=(4, 5),
+                             lr_factors=(1.0, 3.0), secondary_methods=("petite",)),
+                   source_subjects=3, source_val=1, target_train=2, target_val=1, target_test=2,
                    pretrain=dict(epochs=1, crops_per_subject=1, batch_size=2),
                    finetune=dict(epochs=1, crops_per_subject=1, batch_size=2))
     run_bench(plan, tmp_path / "result.json")
     result = json.loads((tmp_path / "result.json").read_text())
     assert list(result["methods"]) == ["input", "no-ft", "full", "petite"]
-    assert list(result["by_target"]) == ["4"] and result["by_target"]["4"]["methods"] == result["methods"]
-    assert result["methods"]["petite"]["curve"] and "petite_vs_full" in result["statistics"]
+    assert list(result["by_target"]) == ["4", "5"] and result["by_target"]["4"]["methods"] == result["methods"]
+    assert list(result["by_target"]["5"]["methods"]) == ["input", "no-ft", "petite"]
+    petite = result["methods"]["petite"]
+    assert petite["curve"] and "petite_vs_full" in result["statistics"]
+    assert [run["lr"] for run in petite["sweep"]] == [0.001, 0.003] and petite["lr"] in (0.001, 0.003)
+    assert [run["lr"] for run in result["by_target"]["5"]["methods"]["petite"]["sweep"]] == [petite["lr"]]
+    assert (tmp_path / "result-curves.png").exists()
     for key in ("percent", "psnr", "ssim", "nrmse", "psnr_whole", "ssim_whole", "nrmse_whole", "seconds",
                 "peak_mem_mb", "psnr_truth", "ssim_truth"):
         assert result["methods"]["petite"][key] is not None, key

@@ -209,7 +209,7 @@ def test_rebuild_runs_the_recipe_and_writes_a_loadable_zoo(tmp_path, monkeypatch
     assert entry["gap"]["n"] == 2
     assert entry["gap"]["mean"] == pytest.approx(entry["full"]["psnr"] - entry["no-ft"]["psnr"])
     assert (tmp_path / "gap.md").read_text().startswith("# Scanner gap")
-    assert (tmp_path / "work" / "models" / "unetr-cpu-scanner5-full.safetensors").is_file()
+    assert (tmp_path / "work" / "models" / "unetr-cpu-scanner5-full-lr0.001.safetensors").is_file()
 
 
 def test_demo_can_also_finetune_a_new_adapter(shipped, tmp_path):

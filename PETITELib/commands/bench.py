@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..engine.bench import BENCH_METHODS, make_plan, parse_targets, run_bench
+from ..engine.bench import BENCH_METHODS, SECONDARY_METHODS, SWEEP_FACTORS, curves_file, make_plan, parse_lr_factors, parse_targets, run_bench
 from ..output_claim import claim_outputs
 from .options import add_device, add_seed, progress_bar
 
@@ -13,13 +13,16 @@ def run(args) -> int:
     """Run the benchmark and print its markdown report."""
     plan = make_plan(args.backbone, args.preset, quick=args.quick, seed=args.seed, device=args.device,
                      targets=parse_targets(args.targets), simulate_mode=args.simulate_mode, jobs=args.jobs,
-                     methods=args.methods or BENCH_METHODS, base=args.base)
+                     methods=args.methods or BENCH_METHODS, base=args.base,
+                     lr_factors=parse_lr_factors(args.lr_factors) if args.lr_factors else None,
+                     secondary_methods=args.other_targets_methods)
     if args.pretrain_epochs:
         plan = replace(plan, pretrain={**plan.pretrain, "epochs": args.pretrain_epochs})
     if args.finetune_epochs:
         plan = replace(plan, finetune={**plan.finetune, "epochs": args.finetune_epochs})
     out = Path(args.out)
-    files = {"--out": out, "--out (markdown)": out.with_suffix(".md"), "--out (figure)": out.with_suffix(".png")}
+    files = {"--out": out, "--out (markdown)": out.with_suffix(".md"), "--out (figure)": out.with_suffix(".png"),
+             "--out (curves)": curves_file(out)}
     work = Path(args.work) if args.work else out.with_name(out.stem + "_work")
     progress = progress_bar(args)
     try:
@@ -31,6 +34,9 @@ def run(args) -> int:
     return 0
 
 
+FACTORS = ",".join(f"{factor:g}" for factor in SWEEP_FACTORS)
+
+
 def register(subparsers) -> None:
     """Add the ``bench`` sub-command."""
     parser = subparsers.add_parser(
@@ -39,8 +45,11 @@ def register(subparsers) -> None:
                     "Full-FT, LayerNorm, BitFit, LoRA, Adapters, SSF, VPT, gated VPT and PETITE on 10 subjects of each target "
                     "scanner (each in a fresh process: wall time and peak memory measured in isolation), and "
                     "score the input, No-FT and every method on held-out subjects with paired statistics. Writes "
-                    "RESULT.json, RESULT.md and RESULT.png; models and data stay in a work folder that a rerun "
-                    "reuses (the model zoo's work folder works too: its cohorts and models are reused).")
+                    "RESULT.json, RESULT.md, RESULT.png and RESULT-curves.png; models and data stay in a work folder "
+                    f"that a rerun reuses. Without --quick each method is fine-tuned at {FACTORS} times its "
+                    "Table-3 learning rate with early stopping on the main target, and the run with the best "
+                    f"validation PSNR is scored; the other targets fine-tune {' and '.join(SECONDARY_METHODS)} at the "
+                    "chosen rates.")
     parser.add_argument("--backbone", required=True, choices=("unetr", "cvtgan"))
     parser.add_argument("--preset", default="cpu", choices=("paper", "cpu"), help="model size (default cpu)")
     parser.add_argument("--quick", action="store_true",
@@ -54,6 +63,12 @@ def register(subparsers) -> None:
                         help="simulator mode (default: fast with --quick, full otherwise)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel simulation processes (default 1)")
     parser.add_argument("--methods", nargs="+", choices=BENCH_METHODS, help="only these methods")
+    parser.add_argument("--other-targets-methods", nargs="+", choices=BENCH_METHODS, metavar="METHOD",
+                        help=f"the methods fine-tuned on the targets after the first (default: {' '.join(SECONDARY_METHODS)}; "
+                             "with --quick: every method)")
+    parser.add_argument("--lr-factors",
+                        help=f"learning-rate sweep as factors of each method's Table-3 rate (default: {FACTORS}; "
+                             "with --quick: 1)")
     parser.add_argument("--base", help="fine-tune this base model (e.g. the shipped one) instead of "
                                        "simulating a source cohort and pre-training one")
     parser.add_argument("--pretrain-epochs", type=int, help="override the pre-training epochs")

@@ -6,8 +6,14 @@
 3. split the target cohort into fine-tuning subjects (10 training + validation) and held-out
    test subjects, and fine-tune every method of :data:`BENCH_METHODS` on the former, each in a
    fresh process so that its wall time and peak memory are measured in isolation;
-4. score the input (short scan), the base alone (No-FT) and every fine-tuned model on the
-   held-out subjects (:mod:`.evaluation`), and write RESULT.json, RESULT.md and RESULT.png.
+   With several learning-rate factors (the full plans) each method is fine-tuned once per
+   factor of its Table-3 learning rate, with early stopping, and the run with the best
+   validation PSNR is kept (:func:`choose_learning_rate`): the sweep sees the validation
+   subjects only. The other target scanners fine-tune :attr:`BenchPlan.secondary_methods` at
+   the learning rate chosen on the main (first) target;
+4. score the input (short scan), the base alone (No-FT) and every kept model on the held-out
+   subjects (:mod:`.evaluation`), and write RESULT.json, RESULT.md, RESULT.png (scores) and
+   RESULT-curves.png (validation PSNR per epoch of every run).
 
 Every step leaves its files in a work folder; a rerun reuses finished steps and resumes an
 interrupted training from its checkpoint, so a long benchmark survives interruptions.
@@ -37,8 +43,9 @@ from .checkpoint import checkpoint_folder
 from .devices import describe_device, select_device
 from .evaluation import evaluate_models
 from ..peft import base_model_sha256
+from .model_names import finetuned_model_file, table3_lr
 from .models import describe_weights, load_for_inference
-from .reports import bench_plot_png, bench_table, write_json
+from .reports import bench_curves_png, bench_plot_png, bench_table, write_json
 
 BENCH_METHODS = ("full", "layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "gvpt", "petite")
 METRIC_KEYS = ("psnr", "ssim", "nrmse", "psnr_whole", "ssim_whole", "nrmse_whole",
@@ -80,54 +87,104 @@ class BenchPlan:
     finetune: Dict[str, float] = field(default_factory=dict)
     methods: tuple = BENCH_METHODS
     base: Optional[str] = None
+    lr_factors: tuple = (1.0,)
+    secondary_methods: Optional[tuple] = None
 
-    def model_file(self, scanner: int, method: str) -> str:
-        """File name of a fine-tuned model, as the model zoo names it."""
-        return f"{self.backbone}-{self.preset}-scanner{scanner}-{method}.safetensors"
+    def model_file(self, scanner: int, method: str, lr: float) -> str:
+        """File name of a model fine-tuned at peak learning rate ``lr``, as the model zoo names it."""
+        return finetuned_model_file(self.backbone, self.preset, scanner, method, lr)
+
+    def methods_for(self, scanner: int) -> tuple:
+        """The methods fine-tuned for ``scanner``: all on the main (first) target, the secondary
+        ones (in the order of ``methods``) on the others."""
+        if scanner == self.target_scanners[0] or self.secondary_methods is None:
+            return self.methods
+        return tuple(m for m in self.methods if m in self.secondary_methods)
+
+    def table3_lr(self, method: str) -> float:
+        """The method's peak learning rate in supplementary Table 3 for this backbone."""
+        return table3_lr(self.backbone, method)
+
+    def sweep(self, method: str) -> List[float]:
+        """The peak learning rates the method is fine-tuned with: ``lr_factors`` x its Table-3 rate."""
+        return [float(f"{factor * self.table3_lr(method):.6g}") for factor in self.lr_factors]
 
 
 def parse_targets(text) -> tuple:
-    """``"2,3,4,5"`` -> (2, 3, 4, 5): target scanners (not the source, 1); PetiteError naming --targets."""
+    """``"4,2,3,5"`` -> (4, 2, 3, 5): target scanners in the order given (the first is the main
+    target), each once, not the source (1); PetiteError naming --targets."""
     from ..data.scanners import parse_scanner_list
 
     try:
-        targets = parse_scanner_list(text)
+        parse_scanner_list(text)
     except PetiteError as error:
         raise PetiteError(str(error).replace("--scanners", "--targets")) from None
+    targets = tuple(dict.fromkeys(int(part) for part in str(text).split(",") if part.strip()))
     if 1 in targets:
         raise PetiteError("--targets: scanner 1 is the source scanner; choose among 2, 3, 4, 5")
     return targets
 
 
+def parse_lr_factors(text) -> tuple:
+    """``"1,3,10"`` -> (1.0, 3.0, 10.0): positive learning-rate factors, each once, in the order
+    given; PetiteError naming --lr-factors."""
+    try:
+        factors = tuple(dict.fromkeys(float(part) for part in str(text).split(",") if part.strip()))
+    except ValueError:
+        raise PetiteError(f"--lr-factors {text!r}: give positive numbers separated by commas, e.g. 1,3,10") from None
+    if not factors or not all(0 < f < float("inf") for f in factors):
+        raise PetiteError(f"--lr-factors {text!r}: give positive numbers separated by commas, e.g. 1,3,10")
+    return factors
+
+
+# The full plans' learning-rate sweep (factors of each method's Table-3 rate) and early stopping.
+# Upwards only: at Table 3's rates the 24-epoch cpu runs were still improving at their last
+# validation (Full-FT, LoRA, PETITE) or hardly moved from No-FT (LayerNorm, BitFit, VPT).
+SWEEP_FACTORS = (1.0, 3.0, 10.0)
+SWEEP_PATIENCE = 2  # validations without a better validation PSNR before a run stops
+SECONDARY_METHODS = ("full", "petite")  # what the targets after the first fine-tune in the full plans
+
+
 def make_plan(backbone: str, preset: str, quick: bool = False, seed: int = 0, device: str = "auto",
               targets=(4,), simulate_mode: Optional[str] = None, jobs: int = 1,
-              methods=BENCH_METHODS, base: Optional[str] = None) -> BenchPlan:
+              methods=BENCH_METHODS, base: Optional[str] = None, lr_factors: Optional[tuple] = None,
+              secondary_methods: Optional[tuple] = None) -> BenchPlan:
     """The benchmark plan: ``quick`` (under 20 minutes on 2 CPU cores with the cpu preset) or full.
 
     Quick: fast surrogate simulation, 8 source and 15 target subjects (10 train, 2 val, 3 test),
-    short trainings (10 pre-training epochs of 4 steps, 3 fine-tuning epochs of 4 steps), seeds
-    from ``seed``. Full: physics simulation; cpu preset as the model zoo (24 source subjects with
-    4 for validation, 10 + 2 fine-tuning and 10 test subjects per target, 24 fine-tuning epochs
-    validated every 4); paper preset: 45 source subjects with 15 for validation, 10 + 15 + 10.
+    short trainings (10 pre-training epochs of 4 steps, 3 fine-tuning epochs of 4 steps) at
+    Table 3's rates, every method on every target, seeds from ``seed``. Full: physics
+    simulation; cpu preset as the model zoo (24 source subjects with 4 for validation, 10 + 2
+    fine-tuning and 10 test subjects per target, a budget of 24 fine-tuning epochs validated
+    every 4); paper preset: 45 source subjects with 15 for validation, 10 + 15 + 10 and Table 3's
+    epochs. Both full plans sweep :data:`SWEEP_FACTORS` x Table 3's rate with early stopping
+    (:data:`SWEEP_PATIENCE`) on the main target and fine-tune :data:`SECONDARY_METHODS` on the
+    others. ``lr_factors`` and ``secondary_methods`` override those (with quick, None: every
+    method on every target).
     """
-    unknown = [m for m in methods if m not in BENCH_METHODS]
+    unknown = [m for m in [*methods, *(secondary_methods or ())] if m not in BENCH_METHODS]
     if unknown:
         raise PetiteError(f"--methods: unknown method(s) {', '.join(unknown)} (choose from {', '.join(BENCH_METHODS)})")
     targets = parse_targets(",".join(map(str, targets)))
+    common = dict(jobs=jobs, methods=tuple(methods), base=base)
     if quick:
         return BenchPlan(backbone, preset, True, seed, device, simulate_mode or "fast", 1, targets,
                          source_subjects=8, source_val=2, target_train=10, target_val=2, target_test=3,
-                         jobs=jobs, source_seed=seed, target_seed=seed + 1, methods=tuple(methods), base=base,
+                         source_seed=seed, target_seed=seed + 1, **common,
+                         lr_factors=tuple(lr_factors or (1.0,)),
+                         secondary_methods=tuple(secondary_methods) if secondary_methods else None,
                          pretrain=dict(epochs=10, crops_per_subject=4, val_every=5),
                          finetune=dict(epochs=3, crops_per_subject=2, val_every=3))
+    sweep = dict(lr_factors=tuple(lr_factors or SWEEP_FACTORS),
+                 secondary_methods=tuple(secondary_methods or SECONDARY_METHODS))
     if preset == "paper":
         return BenchPlan(backbone, preset, False, seed, device, simulate_mode or "full", 1, targets,
                          source_subjects=45, source_val=15, target_train=10, target_val=15, target_test=10,
-                         jobs=jobs, methods=tuple(methods), base=base)
+                         **common, **sweep, finetune=dict(patience=SWEEP_PATIENCE))
     return BenchPlan(backbone, preset, False, seed, device, simulate_mode or "full", 1, targets,
                      source_subjects=24, source_val=4, target_train=10, target_val=2, target_test=10,
-                     jobs=jobs, methods=tuple(methods), base=base,
-                     pretrain=dict(epochs=24, val_every=6), finetune=dict(epochs=24, val_every=4))
+                     **common, **sweep, pretrain=dict(epochs=24, val_every=6),
+                     finetune=dict(epochs=24, val_every=4, patience=SWEEP_PATIENCE))
 
 
 def machine_record(device: torch.device) -> dict:
@@ -197,7 +254,8 @@ class _Bench:
 
     def __init__(self, plan: BenchPlan, work: Path, progress, cancel) -> None:
         self.plan, self.work, self.progress, self.cancel = plan, work, progress, cancel
-        self.steps = 2 + len(plan.target_scanners) * (3 + len(plan.methods))
+        self.steps = (1 if plan.base else 2) + sum(2 + len(plan.methods_for(k)) * (len(plan.lr_factors) if k == plan.target_scanners[0]
+                                                               else 1) for k in plan.target_scanners)
         self.done = 0
         self.models = work / "models"
         self.base = Path(plan.base) if plan.base else self.models / f"{plan.backbone}-{plan.preset}-base.safetensors"
@@ -237,12 +295,12 @@ class _Bench:
         return self._train("pretrain", self.base, ["--cohort", str(source), "--backbone", self.plan.backbone,
                                                    "--preset", self.plan.preset], overrides)
 
-    def model(self, scanner: int, method: str) -> Path:
-        return self.models / self.plan.model_file(scanner, method)
+    def model(self, scanner: int, method: str, lr: float) -> Path:
+        return self.models / self.plan.model_file(scanner, method, lr)
 
-    def finetune(self, scanner: int, method: str, cohort: Path) -> dict:
-        overrides = dict(val_subjects=self.plan.target_val, **self.plan.finetune)
-        return self._train("finetune", self.model(scanner, method),
+    def finetune(self, scanner: int, method: str, cohort: Path, lr: float) -> dict:
+        overrides = dict(val_subjects=self.plan.target_val, **self.plan.finetune, lr=lr)
+        return self._train("finetune", self.model(scanner, method, lr),
                            ["--base", str(self.base), "--cohort", str(cohort), "--peft", method], overrides)
 
 
@@ -259,6 +317,33 @@ def _check_base(base: Path, plan: BenchPlan) -> None:
                           f"{plan.backbone} ({plan.preset}) as the benchmark asks")
 
 
+def validation_curve(training: dict) -> List[list]:
+    """``[[epoch, validation PSNR (dB)], ...]`` of a fine-tuning run's recorded history."""
+    return [[entry["epoch"], entry["val_psnr"]] for entry in training.get("history", []) if "val_psnr" in entry]
+
+
+def choose_learning_rate(runs: Dict[float, dict]) -> tuple:
+    """Pick the run of a learning-rate sweep with the best validation PSNR.
+
+    runs: ``{peak learning rate: training record of the run}`` (the ``training`` metadata of
+    its output file) in sweep order; the earlier rate wins a tie, and a run without a finite
+    validation PSNR never wins unless all are so. Returns ``(chosen rate, sweep)``: per run its
+    rate, best validation PSNR (dB), best epoch, epochs run of the budget, wall seconds and
+    validation curve. Only validation subjects enter the choice.
+    """
+    sweep = []
+    for lr, training in runs.items():
+        curve = validation_curve(training)
+        values = [psnr for _, psnr in curve if psnr == psnr and abs(psnr) != float("inf")]
+        sweep.append({"lr": lr, "best_val_psnr": max(values) if values else None,
+                      "best_epoch": training.get("best_epoch"), "epochs_run": training.get("epochs"),
+                      "epochs_budget": training.get("settings", {}).get("epochs"),
+                      "seconds": training.get("wall_seconds"), "curve": curve})
+    scored = [entry for entry in sweep if entry["best_val_psnr"] is not None]
+    chosen = max(scored, key=lambda e: e["best_val_psnr"]) if scored else sweep[0]
+    return chosen["lr"], sweep
+
+
 def _method_row(scored: dict, training: dict, process: dict) -> dict:
     row = {key: scored["mean"][key] for key in METRIC_KEYS if key in scored["mean"]}
     row["sd"] = {key: scored["sd"][key] for key in METRIC_KEYS if key in scored["sd"]}
@@ -268,8 +353,7 @@ def _method_row(scored: dict, training: dict, process: dict) -> dict:
                peak_mem_mb=training.get("peak_mem_mb"), peak_rss_mb=training.get("peak_rss_mb"),
                peak_mem_kind=training.get("peak_mem_kind"), epochs=training.get("epochs"),
                best_epoch=training.get("best_epoch"), spec=training.get("spec"), **process)
-    row["curve"] = [[entry["epoch"], entry["val_psnr"]] for entry in training.get("history", [])
-                    if "val_psnr" in entry]
+    row["curve"] = validation_curve(training)
     return row
 
 
@@ -284,8 +368,12 @@ TARGET_MEMORY_RATIO = 0.5  # PETITE's fine-tuning peak memory / Full-FT's, at mo
 TARGET_TIME_RATIO = 0.6  # PETITE's fine-tuning wall time / Full-FT's, at most
 
 
-def target_checks(methods: dict, source: dict) -> dict:
-    """The benchmark's targets, measured (values) and met or not (``*_ok``)."""
+INPUT_COMPARISONS = ("psnr", "ssim", "psnr_truth", "ssim_truth")  # every model must beat the short scan in these
+
+
+def target_checks(methods: dict, source: dict, statistics: Optional[dict] = None) -> dict:
+    """The benchmark's targets, measured (values) and met or not (``*_ok``); ``statistics``
+    (:func:`method_statistics`) adds the checks on paired differences."""
     input_row, noft, full, petite = (methods.get(k, {}) for k in ("input", "no-ft", "full", "petite"))
     checks = {}
     if petite and input_row:
@@ -308,6 +396,19 @@ def target_checks(methods: dict, source: dict) -> dict:
         peft = [m for m in methods if m not in ("input", "no-ft", "full")]
         checks["peft_methods_below_no_ft"] = [m for m in peft if methods[m]["psnr"] <= noft["psnr"]]
         checks["every_peft_beats_no_ft_ok"] = not checks["peft_methods_below_no_ft"]
+    if input_row:
+        checks["models_not_above_input"] = [f"{name} ({key})" for name, row in methods.items() if name != "input"
+                                            for key in INPUT_COMPARISONS if key in input_row and key in row
+                                            and not row[key] > input_row[key]]
+        checks["every_model_beats_input_ok"] = not checks["models_not_above_input"]
+    if statistics and noft:
+        peft = [m for m in methods if m not in ("input", "no-ft", "full")]
+        lower = {m: (statistics.get(f"{m}_vs_no-ft") or {}).get("ci95", [None])[0] for m in peft}
+        checks["peft_methods_not_significantly_above_no_ft"] = [m for m, low in lower.items() if low is None or low <= 0]
+        checks["every_peft_significantly_above_no_ft_ok"] = not checks["peft_methods_not_significantly_above_no_ft"]
+    if statistics and statistics.get("petite_vs_full"):
+        deficit = statistics["petite_vs_full"]
+        checks["petite_not_significantly_below_full_ok"] = not (deficit["significant"] and deficit["mean"] < 0)
     checks.update(regional_targets(methods))
     return checks
 
@@ -321,6 +422,23 @@ def _statistics_lines(statistics: dict) -> List[str]:
         lines.append(f"- {name.replace('_vs_', ' - ')}: {value['mean']:+.3f} dB, 95 % CI "
                      f"[{value['ci95'][0]:+.3f}, {value['ci95'][1]:+.3f}], Wilcoxon p = {value['wilcoxon_p']:.3g}, "
                      f"n = {value['n']}{mark}")
+    return lines
+
+
+def _sweep_lines(methods: dict) -> List[str]:
+    """Markdown table of the learning-rate sweep of every fine-tuned method (validation subjects only)."""
+    rows = [(name, row) for name, row in methods.items() if row.get("sweep")]
+    if not rows:
+        return []
+    lines = ["Learning rates (best validation PSNR in dB, best epoch / epochs run; the kept run in bold):", "",
+             "| method | Table 3 | runs | kept |", "|---|---|---|---|"]
+    for name, row in rows:
+        runs = []
+        for entry in row["sweep"]:
+            value = "-" if entry["best_val_psnr"] is None else f"{entry['best_val_psnr']:.3f}"
+            text = f"{entry['lr']:g}: {value} ({entry['best_epoch']}/{entry['epochs_run']})"
+            runs.append(f"**{text}**" if entry["lr"] == row["lr"] else text)
+        lines.append(f"| {name} | {row['lr_table3']:g} | {'; '.join(runs)} | {row['lr']:g} |")
     return lines
 
 
@@ -347,8 +465,9 @@ def bench_markdown(result: dict) -> str:
                       f"{source['input']['ssim']:.4f} (head-masked)."]
     by_target = result.get("by_target") or {str(targets[0]): result}
     for scanner, entry in by_target.items():
-        lines += ["", f"## Target scanner {scanner}", "", bench_table(entry), "", "Paired differences of head PSNR:",
-                  ""] + _statistics_lines(entry.get("statistics", {})) + ["", "Target checks:", ""]
+        lines += ["", f"## Target scanner {scanner}", "", bench_table(entry), ""] + _sweep_lines(entry["methods"])
+        lines += ["", "Paired differences of head PSNR:", ""] + _statistics_lines(entry.get("statistics", {}))
+        lines += ["", "Target checks:", ""]
         for key, value in entry["targets"].items():
             text = f"{value:.4g}" if isinstance(value, float) else str(value)
             lines.append(f"- {key}: {text}")
@@ -369,22 +488,32 @@ def method_statistics(methods: dict) -> dict:
             for a, b in pairs if a in methods and b in methods}
 
 
-def _evaluate_target(bench: "_Bench", scanner: int, test_cohort: Path, torch_device, processes: dict) -> dict:
-    """Score the input, No-FT and every fine-tuned method on one target's held-out subjects."""
+def _evaluate_target(bench: "_Bench", scanner: int, test_cohort: Path, torch_device, processes: dict,
+                     chosen: Dict[str, tuple]) -> dict:
+    """Score the input, No-FT and every method's kept run (``chosen``: {method: (lr, sweep)}) on
+    one target's held-out subjects."""
     test_subjects = list(load_cohort(test_cohort).subjects)
+    models = {method: bench.model(scanner, method, lr) for method, (lr, _) in chosen.items()}
     loaders = {"no-ft": lambda: load_for_inference(bench.base, None, torch_device)}
-    for method in bench.plan.methods:
-        loaders[method] = (lambda m=method: load_for_inference(bench.base, bench.model(scanner, m), torch_device))
+    for method, model in models.items():
+        loaders[method] = (lambda m=model: load_for_inference(bench.base, m, torch_device))
     scored = evaluate_models(test_subjects, loaders, device=torch_device, progress=bench.progress,
                              cancel=bench.cancel)
     methods = {"input": _method_row(scored["input"], {}, {}), "no-ft": _method_row(scored["no-ft"], {}, {})}
-    for method in bench.plan.methods:
-        training = describe_weights(bench.model(scanner, method))["training"]
-        methods[method] = _method_row(scored[method], training, processes.get(method, {}))
+    for method, (lr, sweep) in chosen.items():
+        training = describe_weights(models[method])["training"]
+        methods[method] = _method_row(scored[method], training, processes.get((method, lr), {}))
+        methods[method].update(lr=lr, lr_table3=bench.plan.table3_lr(method), sweep=sweep,
+                               sweep_seconds=sum(entry["seconds"] or 0 for entry in sweep))
     for name in methods:
         methods[name]["per_subject_psnr"] = {s: m["psnr"] for s, m in scored[name]["per_subject"].items()}
     return {"methods": methods, "statistics": method_statistics(methods),
             "test_subjects": [s.subject_id for s in test_subjects]}
+
+
+def curves_file(out) -> Path:
+    """The validation-curve figure written beside a benchmark's RESULT.json: RESULT-curves.png."""
+    return Path(out).with_name(Path(out).stem + "-curves.png")
 
 
 def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
@@ -403,7 +532,7 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
     out = Path(out)
     if not out.name.endswith(".json"):
         raise PetiteError(f"{out}: the benchmark result must be a .json file")
-    outputs = [out, out.with_suffix(".md"), out.with_suffix(".png")]
+    outputs = [out, out.with_suffix(".md"), out.with_suffix(".png"), curves_file(out)]
     if not overwrite and any(p.exists() for p in outputs):
         raise PetiteError(f"{next(p for p in outputs if p.exists())}: already exists (use --overwrite)")
     torch_device = select_device(plan.device)
@@ -416,24 +545,29 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
 
     if plan.base:
         bench.step(f"use the base model {plan.base} (no source simulation, no pre-training)")
-        processes_base = {}
     else:
         bench.step(f"simulate {plan.source_subjects} subjects on scanner {plan.source_scanner} ({plan.simulate_mode})")
         source = bench.simulate("source", plan.source_scanner, plan.source_subjects, plan.source_seed)
         bench.step(f"pre-train {plan.backbone} ({plan.preset}) on scanner {plan.source_scanner}")
-        processes_base = bench.pretrain(source)
-    by_target = {}
+        bench.pretrain(source)
+    by_target, main_choice = {}, {}
     for scanner in plan.target_scanners:
         subjects = plan.target_train + plan.target_val + plan.target_test
         bench.step(f"simulate {subjects} other subjects on scanner {scanner} ({plan.simulate_mode})")
         folder = bench.simulate("target", scanner, subjects, plan.target_seed)
         finetune_cohort, test_cohort = bench.split_target(folder, scanner)
-        processes = {"no-ft": processes_base}
-        for method in plan.methods:
-            bench.step(f"fine-tune {method} on scanner {scanner}")
-            processes[method] = bench.finetune(scanner, method, finetune_cohort)
+        processes, chosen = {}, {}
+        for method in plan.methods_for(scanner):
+            rates = plan.sweep(method) if not main_choice else [main_choice[method]]
+            for lr in rates:
+                bench.step(f"fine-tune {method} on scanner {scanner} (peak learning rate {lr:g})")
+                processes[(method, lr)] = bench.finetune(scanner, method, finetune_cohort, lr)
+            chosen[method] = choose_learning_rate(
+                {lr: describe_weights(bench.model(scanner, method, lr))["training"] for lr in rates})
+        if not main_choice:
+            main_choice = {method: lr for method, (lr, _) in chosen.items()}
         bench.step(f"evaluate scanner {scanner} on its held-out subjects")
-        by_target[str(scanner)] = _evaluate_target(bench, scanner, test_cohort, torch_device, processes)
+        by_target[str(scanner)] = _evaluate_target(bench, scanner, test_cohort, torch_device, processes, chosen)
 
     base_training = describe_weights(bench.base)["training"]
     source_validation = {"base": base_training.get("val_metrics", {}),
@@ -445,7 +579,7 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
                          "best_epoch": base_training.get("best_epoch")}
     source_checked = source_validation if source_validation["base"] else {}
     for entry in by_target.values():
-        entry["targets"] = target_checks(entry["methods"], source_checked)
+        entry["targets"] = target_checks(entry["methods"], source_checked, entry["statistics"])
     main = by_target[str(plan.target_scanners[0])]
     result = {"by_target": by_target, "methods": main["methods"], "statistics": main["statistics"],
               "targets": main["targets"], "test_subjects": main["test_subjects"],
@@ -458,5 +592,6 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
     write_json(out, result, overwrite=True)
     atomic_write_bytes(out.with_suffix(".md"), bench_markdown(result).encode(), overwrite=True)
     atomic_write_bytes(out.with_suffix(".png"), bench_plot_png(result), overwrite=True)
+    atomic_write_bytes(curves_file(out), bench_curves_png(result), overwrite=True)
     report(progress, "bench", bench.steps, bench.steps, "done")
     return result

@@ -88,3 +88,36 @@ def bench_plot_png(result: dict) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     return buffer.getvalue()
+
+
+def bench_curves_png(result: dict) -> bytes:
+    """PNG bytes: validation PSNR (dB) per epoch of every fine-tuning run of the main target, one
+    panel per method, one line per learning rate of its sweep (the kept run drawn thick)."""
+    from ..extras import require
+
+    require("figures", "the benchmark's validation curves")
+    from matplotlib.figure import Figure
+
+    methods = {name: row for name, row in result["methods"].items() if row.get("curve") or row.get("sweep")}
+    columns = min(3, max(1, len(methods)))
+    rows = max(1, -(-len(methods) // columns))
+    figure = Figure(figsize=(4 * columns, 3 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axis, (name, row) in zip(axes, methods.items()):
+        runs = row.get("sweep") or [{"lr": row.get("lr"), "curve": row["curve"]}]
+        for run in runs:
+            if not run["curve"]:
+                continue
+            epochs, psnr = zip(*run["curve"])
+            kept = run["lr"] == row.get("lr")
+            axis.plot(epochs, psnr, marker="o", markersize=3, linewidth=2.2 if kept else 0.9,
+                      label=f"lr {run['lr']:g}" + (" (kept)" if kept and len(runs) > 1 else ""))
+        axis.set_title(name)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("validation PSNR (dB)")
+        axis.legend(fontsize=7)
+    for axis in axes[len(methods):]:
+        axis.set_visible(False)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
+    return buffer.getvalue()

@@ -17,10 +17,16 @@ from .. import __version__
 from ..errors import PetiteError
 from ..nifti_io import atomic_write_bytes
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from .model_names import table3_lr
 from .zoo_rebuild import Step, ZooRecipe, recipe_steps, run_recipe_step
 
 METRICS = ("psnr", "ssim", "nrmse", "psnr_whole", "ssim_whole", "psnr_truth", "ssim_truth", "nrmse_truth")
 ROWS = (("input", "short scan"), ("no-ft", "No-FT (base alone)"), ("full", "Full-FT"))
+
+
+def full_model_file(recipe: ZooRecipe, scanner: int) -> str:
+    """The work folder's Full-FT model of ``scanner``, trained at Table 3's Full-FT learning rate."""
+    return recipe.work_model_file(scanner, "full", table3_lr(recipe.backbone, "full"))
 
 
 def gap_steps(recipe: ZooRecipe, jobs: int = 1) -> Dict[str, Step]:
@@ -30,7 +36,7 @@ def gap_steps(recipe: ZooRecipe, jobs: int = 1) -> Dict[str, Step]:
         steps[f"full-scanner{scanner}"] = Step(f"full-scanner{scanner}", (
             "finetune", "--base", f"{{work}}/models/{recipe.base_file()}",
             "--cohort", f"{{work}}/cohorts/scanner{scanner}-finetune", "--peft", "full",
-            "--out", f"{{work}}/models/{recipe.backbone}-{recipe.preset}-scanner{scanner}-full.safetensors",
+            "--out", f"{{work}}/models/{full_model_file(recipe, scanner)}",
             "--seed", str(recipe.seed), *recipe.finetune_options))
     return steps
 
@@ -100,7 +106,7 @@ def measure_scanner_gap(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int
     for number, scanner in enumerate(recipe.target_scanners):
         check_cancel(cancel)
         report(progress, "gap", len(steps) + number, total, f"score scanner {scanner}")
-        full = work / "models" / f"{recipe.backbone}-{recipe.preset}-scanner{scanner}-full.safetensors"
+        full = work / "models" / full_model_file(recipe, scanner)
         test = load_cohort(work / "cohorts" / f"scanner{scanner}-test")
         scored = evaluate_models(list(test.subjects), {
             "no-ft": lambda: load_for_inference(base, None, torch_device),

@@ -23,6 +23,7 @@ from .. import __version__
 from ..errors import PetiteError
 from ..nifti_io import atomic_write_bytes
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from .model_names import finetuned_model_file
 from ..zoo.manifest import MANIFEST_NAME, ZOO_FORMAT, ZOO_FORMAT_VERSION, file_sha256
 
 MAX_ZOO_MB = 60.0
@@ -46,16 +47,21 @@ class ZooRecipe:
     seed: int = 0
     peft: str = "petite"
     pretrain_options: Tuple[str, ...] = ("--epochs", "24", "--val-subjects", "4", "--val-every", "6")
-    finetune_options: Tuple[str, ...] = ("--val-subjects", "2", "--epochs", "24", "--val-every", "4")
+    finetune_options: Tuple[str, ...] = ("--val-subjects", "2", "--epochs", "24", "--val-every", "4", "--patience", "2")
     # The adapters' peak learning rate, chosen on scanner 4's two validation subjects (never its
     # held-out ones) between Table 3's 1e-3, which the 24-epoch schedule leaves undertrained, and 1e-2.
-    adapter_options: Tuple[str, ...] = ("--lr", "0.01")
+    adapter_lr: float = 0.01
 
     def base_file(self) -> str:
         return f"{self.backbone}-{self.preset}-base.safetensors"
 
     def adapter_file(self, scanner: int) -> str:
+        """The shipped adapter's file name in the zoo."""
         return f"{self.backbone}-{self.preset}-scanner{scanner}-{self.peft}.safetensors"
+
+    def work_model_file(self, scanner: int, method: str, lr: float) -> str:
+        """A fine-tuned model's file name in the work folder, as ``petite bench`` names it."""
+        return finetuned_model_file(self.backbone, self.preset, scanner, method, lr)
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,8 @@ def recipe_steps(recipe: ZooRecipe, jobs: int = 1) -> Dict[str, Step]:
         steps[f"scanner{scanner}"] = Step(f"scanner{scanner}", (
             "finetune", "--base", f"{{work}}/models/{recipe.base_file()}",
             "--cohort", f"{{work}}/cohorts/scanner{scanner}-finetune", "--peft", recipe.peft,
-            "--out", f"{{work}}/models/{recipe.adapter_file(scanner)}", "--seed", str(recipe.seed),
-            *recipe.finetune_options, *recipe.adapter_options))
+            "--out", f"{{work}}/models/{recipe.work_model_file(scanner, recipe.peft, recipe.adapter_lr)}",
+            "--seed", str(recipe.seed), *recipe.finetune_options, "--lr", f"{recipe.adapter_lr:g}"))
     return steps
 
 
@@ -226,7 +232,7 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
     half_changes = []
     for scanner in recipe.target_scanners:
         check_cancel(cancel)
-        adapter = work / "models" / recipe.adapter_file(scanner)
+        adapter = work / "models" / recipe.work_model_file(scanner, recipe.peft, recipe.adapter_lr)
         test = list(load_cohort(work / "cohorts" / f"scanner{scanner}-test").subjects)
         scored = evaluate_models(test, {"no-ft": lambda: load_for_inference(base_path, None, torch_device),
                                         "adapter": lambda a=adapter: load_for_inference(base_path, a, torch_device)},
@@ -248,7 +254,7 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
     out.mkdir(parents=True, exist_ok=True)
     worst_half = max(half_changes) if half_changes else float("nan")
     for record in models:
-        source = base_path if record["kind"] == "base" else work / "models" / record["file"]
+        source = base_path if record["kind"] == "base" else _out_path(steps[record["name"]], work)
         file_format = (BASE_FORMAT, BASE_FORMAT_VERSION) if record["kind"] == "base" else \
             (ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION)
         copy_in_current_format(source, out / record["file"], *file_format)  # a reused older file is upgraded
