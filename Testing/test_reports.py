@@ -61,3 +61,27 @@ def test_the_regional_table_shows_each_method_and_petites_regional_targets(tmp_p
     del result["methods"]["petite"]["regional_abs_bias_pct"], result["methods"]["input"]["regional_abs_bias_pct"]
     (tmp_path / "r.json").write_text(json.dumps(result), encoding="utf-8")
     assert "no regional figures yet" in regional_table(tmp_path, "r.json")
+
+
+def test_the_recovery_table_gives_each_target_petites_share_of_full_ft_s_gain(tmp_path):
+    from PETITELib.reports.benchmarks import recovery_table, significance_table, sweep_table
+
+    def target(noft, full, petite):
+        methods = {name: {"psnr": value} for name, value in
+                   (("input", 25.0), ("no-ft", noft), ("full", full), ("petite", petite))}
+        statistics = {"petite_vs_full": {"mean": petite - full, "ci95": [petite - full - 0.1, petite - full + 0.1],
+                                         "wilcoxon_p": 0.3, "significant": False},
+                      "petite_vs_no-ft": {"mean": petite - noft, "ci95": [0.1, 0.5], "wilcoxon_p": 0.002,
+                                          "significant": True}}
+        return {"methods": methods, "statistics": statistics, "test_subjects": ["a", "b", "c"]}
+
+    result = {"by_target": {"4": target(29.0, 30.0, 29.96), "2": target(29.0, 29.4, 29.1)},
+              "config": {"main_target": 4}}
+    result.update(methods=result["by_target"]["4"]["methods"], statistics=result["by_target"]["4"]["statistics"])
+    (tmp_path / "r.json").write_text(json.dumps(result), encoding="utf-8")
+    table = recovery_table(tmp_path, "r.json")
+    assert "| 4 | 25.00 | 29.00 | 30.00 | 29.96 | +1.00 | 96 % | -0.040 [-0.140, +0.060], p 0.3 | " \
+           "**+0.960 [+0.100, +0.500], p 0.002** | 3 |" in table
+    assert "| 2 | 25.00 | 29.00 | 29.40 | 29.10 | +0.40 | 25 % |" in table
+    assert "| Full-FT | - | - |" in significance_table(tmp_path, "r.json")
+    assert "without a learning-rate sweep" in sweep_table(tmp_path, "r.json")

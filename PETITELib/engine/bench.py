@@ -141,7 +141,8 @@ def parse_lr_factors(text) -> tuple:
 # Upwards only: at Table 3's rates the 24-epoch cpu runs were still improving at their last
 # validation (Full-FT, LoRA, PETITE) or hardly moved from No-FT (LayerNorm, BitFit, VPT).
 SWEEP_FACTORS = (1.0, 3.0, 10.0)
-SWEEP_PATIENCE = 2  # validations without a better validation PSNR before a run stops
+SWEEP_PATIENCE = 2  # validations without a better validation PSNR before a run stops (cpu: every 4 epochs)
+PAPER_PATIENCE = 10  # the same for the paper preset, which validates every epoch
 SECONDARY_METHODS = ("full", "petite")  # what the targets after the first fine-tune in the full plans
 
 
@@ -158,7 +159,7 @@ def make_plan(backbone: str, preset: str, quick: bool = False, seed: int = 0, de
     fine-tuning and 10 test subjects per target, a budget of 24 fine-tuning epochs validated
     every 4); paper preset: 45 source subjects with 15 for validation, 10 + 15 + 10 and Table 3's
     epochs. Both full plans sweep :data:`SWEEP_FACTORS` x Table 3's rate with early stopping
-    (:data:`SWEEP_PATIENCE`) on the main target and fine-tune :data:`SECONDARY_METHODS` on the
+    (:data:`SWEEP_PATIENCE`, :data:`PAPER_PATIENCE`) on the main target and fine-tune :data:`SECONDARY_METHODS` on the
     others. ``lr_factors`` and ``secondary_methods`` override those (with quick, None: every
     method on every target).
     """
@@ -180,7 +181,7 @@ def make_plan(backbone: str, preset: str, quick: bool = False, seed: int = 0, de
     if preset == "paper":
         return BenchPlan(backbone, preset, False, seed, device, simulate_mode or "full", 1, targets,
                          source_subjects=45, source_val=15, target_train=10, target_val=15, target_test=10,
-                         **common, **sweep, finetune=dict(patience=SWEEP_PATIENCE))
+                         **common, **sweep, finetune=dict(patience=PAPER_PATIENCE))
     return BenchPlan(backbone, preset, False, seed, device, simulate_mode or "full", 1, targets,
                      source_subjects=24, source_val=4, target_train=10, target_val=2, target_test=10,
                      **common, **sweep, pretrain=dict(epochs=24, val_every=6),
@@ -425,8 +426,10 @@ def _statistics_lines(statistics: dict) -> List[str]:
     return lines
 
 
-def _sweep_lines(methods: dict) -> List[str]:
-    """Markdown table of the learning-rate sweep of every fine-tuned method (validation subjects only)."""
+def sweep_lines(methods: dict) -> List[str]:
+    """Markdown lines: the learning-rate sweep of every fine-tuned method in ``methods`` (a
+    benchmark target's rows), with each run's best validation PSNR and the kept rate; [] when
+    no row holds a sweep."""
     rows = [(name, row) for name, row in methods.items() if row.get("sweep")]
     if not rows:
         return []
@@ -465,7 +468,7 @@ def bench_markdown(result: dict) -> str:
                       f"{source['input']['ssim']:.4f} (head-masked)."]
     by_target = result.get("by_target") or {str(targets[0]): result}
     for scanner, entry in by_target.items():
-        lines += ["", f"## Target scanner {scanner}", "", bench_table(entry), ""] + _sweep_lines(entry["methods"])
+        lines += ["", f"## Target scanner {scanner}", "", bench_table(entry), ""] + sweep_lines(entry["methods"])
         lines += ["", "Paired differences of head PSNR:", ""] + _statistics_lines(entry.get("statistics", {}))
         lines += ["", "Target checks:", ""]
         for key, value in entry["targets"].items():

@@ -11,6 +11,7 @@ from pathlib import Path
 from .sources import load_json
 
 FULL_BENCHMARK = "docs/benchmarks/unetr-cpu.json"
+CVTGAN_BENCHMARK = "docs/benchmarks/cvtgan-cpu.json"
 QUICK_BENCHMARK = "docs/benchmarks/quick-unetr-cpu.json"
 QUICK_SMOKE_BENCHMARK = "docs/benchmarks/quick-unetr-cpu-smoke.json"
 
@@ -87,6 +88,17 @@ def targets(root: Path, relative: str) -> str:
              f"- PETITE's fine-tuning peak memory is {checks['petite_over_full_peak_mem']:.2f}x Full-FT's (target "
              f"{TARGET_MEMORY_RATIO:g}x: {verdict('petite_memory_ok')}), its wall time "
              f"{checks['petite_over_full_wall_time']:.2f}x (target {TARGET_TIME_RATIO:g}x: {verdict('petite_time_ok')})."]
+    if "petite_not_significantly_below_full_ok" in checks:
+        lines.append("- PETITE is not significantly below Full-FT (paired Wilcoxon, p < 0.05): "
+                     f"{verdict('petite_not_significantly_below_full_ok')}.")
+    if "every_peft_significantly_above_no_ft_ok" in checks:
+        short = checks["peft_methods_not_significantly_above_no_ft"]
+        lines.append("- Every PEFT method beats No-FT by a margin whose 95 % CI excludes zero: " +
+                     ("met" if not short else "**not met**: " + ", ".join(short)) + ".")
+    if "every_model_beats_input_ok" in checks:
+        short = checks["models_not_above_input"]
+        lines.append("- Every model beats the short scan in head PSNR and SSIM, against the long scan and against "
+                     "the noise-free truth: " + ("met" if not short else "**not met**: " + ", ".join(short)) + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -96,7 +108,8 @@ def bench_plans(root: Path) -> str:
     from ..hyperparameters import FINETUNING, PRETRAINING
 
     lines = ["| plan | simulation | source subjects (validation) | target: fine-tune + validation + test | "
-             "pre-training epochs | fine-tuning epochs |", "|---|---|---|---|---|---|"]
+             "pre-training epochs | fine-tuning epochs (budget) | learning rates (x Table 3) | early stopping | "
+             "other targets fine-tune |", "|---|---|---|---|---|---|---|---|---|"]
     for title, preset, quick in (("`--quick` (cpu preset)", "cpu", True), ("full, cpu preset", "cpu", False),
                                  ("full, paper preset", "paper", False)):
         plan = make_plan("unetr", preset, quick=quick)
@@ -109,8 +122,12 @@ def bench_plans(root: Path) -> str:
             return " / ".join(f"{value} ({name})" for name, value in values.items())
 
         pretrain, finetune = epochs(plan.pretrain, PRETRAINING), epochs(plan.finetune, FINETUNING)
+        patience = plan.finetune.get("patience")
+        stopping = f"after {patience} validations without a better one" if patience else "none"
+        others = "every method" if plan.secondary_methods is None else ", ".join(plan.secondary_methods)
         lines.append(f"| {title} | {plan.simulate_mode} | {plan.source_subjects} ({plan.source_val}) | "
-                     f"{plan.target_train} + {plan.target_val} + {plan.target_test} | {pretrain} | {finetune} |")
+                     f"{plan.target_train} + {plan.target_val} + {plan.target_test} | {pretrain} | {finetune} | "
+                     f"{', '.join(f'{factor:g}' for factor in plan.lr_factors)} | {stopping} | {others} |")
     return "\n".join(lines) + "\n"
 
 
@@ -153,4 +170,65 @@ def regional_table(root: Path, relative: str = FULL_BENCHMARK) -> str:
         if "petite_gw_contrast_ok" in checks:
             verdicts.append(f"contrast {'met' if checks['petite_gw_contrast_ok'] else 'not met'}")
         lines += ["", "PETITE's regional targets: " + ", ".join(verdicts) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _difference(value) -> str:
+    """A paired difference as ``+0.12 [-0.05, +0.30], p 0.04`` (bold when significant)."""
+    if not value:
+        return "-"
+    text = (f"{value['mean']:+.3f} [{value['ci95'][0]:+.3f}, {value['ci95'][1]:+.3f}], "
+            f"p {value['wilcoxon_p']:.2g}")
+    return f"**{text}**" if value["significant"] else text
+
+
+def recovery_table(root: Path, relative: str) -> str:
+    """Per target scanner of a benchmark: held-out head PSNR of the input, No-FT, Full-FT and
+    PETITE, Full-FT's gain over No-FT, the share of it PETITE recovers, and PETITE's paired
+    differences from Full-FT and No-FT (mean, 95 % CI, Wilcoxon p; bold when p < 0.05)."""
+    result = load_json(root, relative)
+    by_target = result.get("by_target") or {str(result["config"]["main_target"]): result}
+    lines = [f"`{relative}`: head PSNR (dB) on each target's held-out subjects; paired differences in dB "
+             "(95 % CI, Wilcoxon signed-rank p; **bold**: p < 0.05).", "",
+             "| target | input | No-FT | Full-FT | PETITE | Full-FT gain | PETITE recovers | PETITE - Full-FT | "
+             "PETITE - No-FT | n |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for scanner, entry in by_target.items():
+        methods, statistics = entry["methods"], entry.get("statistics", {})
+        if not all(name in methods for name in ("input", "no-ft", "full", "petite")):
+            continue
+        gain = methods["full"]["psnr"] - methods["no-ft"]["psnr"]
+        recovered = (methods["petite"]["psnr"] - methods["no-ft"]["psnr"]) / gain if gain > 0 else None
+        lines.append(f"| {scanner} | " + " | ".join(f"{methods[n]['psnr']:.2f}" for n in ("input", "no-ft", "full", "petite"))
+                     + f" | {gain:+.2f} | {'-' if recovered is None else f'{100 * recovered:.0f} %'} | "
+                     f"{_difference(statistics.get('petite_vs_full'))} | {_difference(statistics.get('petite_vs_no-ft'))} | "
+                     f"{len(entry.get('test_subjects', []))} |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_table(root: Path, relative: str) -> str:
+    """The learning-rate sweep of a benchmark's main target: per method the rates tried (factors
+    of its Table-3 rate), each run's best validation PSNR, and the rate kept."""
+    from ..engine.bench import sweep_lines
+
+    result = load_json(root, relative)
+    lines = sweep_lines(result["methods"])
+    if not lines:
+        return f"`{relative}` was made without a learning-rate sweep (Table 3's rates only).\n"
+    return f"`{relative}`, target scanner {result['config']['main_target']}, validation subjects only:\n\n" + \
+        "\n".join(lines) + "\n"
+
+
+def significance_table(root: Path, relative: str) -> str:
+    """Every fine-tuned method of a benchmark's main target against No-FT: the paired head-PSNR
+    difference (mean, 95 % CI, Wilcoxon p; bold when p < 0.05)."""
+    result = load_json(root, relative)
+    statistics = result.get("statistics", {})
+    lines = [f"`{relative}`, target scanner {result['config']['main_target']}: each method minus No-FT, head "
+             "PSNR in dB on the held-out subjects (95 % CI, Wilcoxon p; **bold**: p < 0.05).", "",
+             "| method | kept learning rate | minus No-FT |", "|---|---|---|"]
+    for name, row in result["methods"].items():
+        if name in ("input", "no-ft"):
+            continue
+        lr = "-" if row.get("lr") is None else f"{row['lr']:g}"
+        lines.append(f"| {METHOD_NAMES.get(name, name)} | {lr} | {_difference(statistics.get(f'{name}_vs_no-ft'))} |")
     return "\n".join(lines) + "\n"
