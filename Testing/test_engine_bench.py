@@ -45,7 +45,9 @@ def test_reports_list_every_method():
     markdown = bench_markdown(result)
     for name in ("input", "no-ft", *BENCH_METHODS):
         assert f"| {name} |" in markdown
-    assert "petite_recovery_ok: True" in markdown
+    assert "petite_recovery_ok: True" in markdown and "Made by" not in markdown
+    result["command"] = "petite bench --backbone unetr --out r.json"
+    assert "Made by `petite bench --backbone unetr --out r.json`." in bench_markdown(result)
     assert bench_plot_png(result)[:4] == b"\x89PNG"
 
 

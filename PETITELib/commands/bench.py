@@ -1,6 +1,8 @@
 """``petite bench``: simulate, pre-train, fine-tune every method and score them (the paper's protocol)."""
 from __future__ import annotations
 
+import shlex
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +29,8 @@ def run(args) -> int:
     progress = progress_bar(args)
     try:
         with claim_outputs(files, folders={"--work": work}, inputs={"--base": args.base}):
-            run_bench(plan, args.out, work=work, overwrite=args.overwrite, progress=progress)
+            run_bench(plan, args.out, work=work, overwrite=args.overwrite, progress=progress,
+                      command="petite " + shlex.join(sys.argv[1:]))
     finally:
         progress.close()
     print(Path(args.out).with_suffix(".md").read_text(encoding="utf-8"), end="")

@@ -461,6 +461,8 @@ def bench_markdown(result: dict) -> str:
              "Metrics against the long scan on held-out subjects (mean ± sd): PSNR/SSIM/NRMSE inside the "
              "head, and over the whole volume; 'PSNR vs truth' against the scanner's noise-free image. 'train s' "
              f"and 'peak MiB' are the fine-tuning wall time and peak memory ({result['memory_note']})."]
+    if result.get("command"):
+        lines += ["", f"Made by `{result['command']}`."]
     source = result.get("source_validation")
     if source and source.get("base"):
         lines += ["", f"Source scanner validation (base model vs its input): PSNR {source['base']['psnr']:.3f} "
@@ -520,8 +522,10 @@ def curves_file(out) -> Path:
 
 
 def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
-              progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> dict:
-    """Run the benchmark of ``plan``; write ``out`` (JSON) and OUT.md, OUT.png beside it.
+              progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
+              command: Optional[str] = None) -> dict:
+    """Run the benchmark of ``plan``; write ``out`` (JSON) and OUT.md, OUT.png, OUT-curves.png
+    beside it. ``command``: the command line that asked for it, recorded in the result.
 
     work: folder for simulated data, models and checkpoints (default ``OUT`` without suffix +
     ``_work``); reused by a rerun (and compatible with the model zoo's work folder). Returns the
@@ -591,7 +595,7 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
               "machine": machine_record(torch_device), "source_validation": source_validation,
               "memory_note": ("CUDA peak allocated" if torch_device.type == "cuda" else
                               "CPU peak RSS above the RSS at the start of training, one fresh process per run"),
-              "wall_seconds": round(time.perf_counter() - started, 1)}
+              "wall_seconds": round(time.perf_counter() - started, 1), "command": command}
     write_json(out, result, overwrite=True)
     atomic_write_bytes(out.with_suffix(".md"), bench_markdown(result).encode(), overwrite=True)
     atomic_write_bytes(out.with_suffix(".png"), bench_plot_png(result), overwrite=True)
