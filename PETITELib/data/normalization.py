@@ -60,5 +60,9 @@ def normalize(volume: np.ndarray, factor: float) -> np.ndarray:
 
 
 def denormalize(network_output: np.ndarray, factor: float) -> np.ndarray:
-    """Network output back in the input's units: ``network_output * factor`` as float32."""
-    return (np.asarray(network_output, dtype=np.float32) * np.float32(factor)).astype(np.float32, copy=False)
+    """Network output back in the input's units: ``network_output * factor`` as float32.
+
+    A product beyond float32's range becomes inf without a warning: the callers' output checks
+    refuse a non-finite result with a message naming the file."""
+    with np.errstate(over="ignore"):
+        return (np.asarray(network_output, dtype=np.float32) * np.float32(factor)).astype(np.float32, copy=False)
