@@ -141,7 +141,7 @@ def parse_lr_factors(text) -> tuple:
 # Upwards only: at Table 3's rates the 24-epoch cpu runs were still improving at their last
 # validation (Full-FT, LoRA, PETITE) or hardly moved from No-FT (LayerNorm, BitFit, VPT).
 SWEEP_FACTORS = (1.0, 3.0, 10.0)
-SWEEP_PATIENCE = 2  # validations without a better validation PSNR before a run stops (cpu: every 4 epochs)
+SWEEP_PATIENCE = 3  # validations without a better validation PSNR before a run stops (cpu: every 4 epochs)
 PAPER_PATIENCE = 10  # the same for the paper preset, which validates every epoch
 SECONDARY_METHODS = ("full", "petite")  # what the targets after the first fine-tune in the full plans
 
