@@ -255,8 +255,9 @@ class _Bench:
 
     def __init__(self, plan: BenchPlan, work: Path, progress, cancel) -> None:
         self.plan, self.work, self.progress, self.cancel = plan, work, progress, cancel
-        self.steps = (1 if plan.base else 2) + sum(2 + len(plan.methods_for(k)) * (len(plan.lr_factors) if k == plan.target_scanners[0]
-                                                               else 1) for k in plan.target_scanners)
+        runs = sum(len(plan.methods_for(k)) * (len(plan.lr_factors) if k == plan.target_scanners[0] else 1)
+                   for k in plan.target_scanners)
+        self.steps = (1 if plan.base else 2) + 2 * len(plan.target_scanners) + runs
         self.done = 0
         self.models = work / "models"
         self.base = Path(plan.base) if plan.base else self.models / f"{plan.backbone}-{plan.preset}-base.safetensors"
