@@ -85,3 +85,18 @@ def test_the_recovery_table_gives_each_target_petites_share_of_full_ft_s_gain(tm
     assert "| 2 | 25.00 | 29.00 | 29.40 | 29.10 | +0.40 | 25 % |" in table
     assert "| Full-FT | - | - |" in significance_table(tmp_path, "r.json")
     assert "without a learning-rate sweep" in sweep_table(tmp_path, "r.json")
+
+
+def test_the_recovery_summary_gives_one_row_per_file_and_target(tmp_path):
+    from PETITELib.reports.benchmarks import recovery_summary
+
+    def result(petite):
+        methods = {"no-ft": {"psnr": 29.0}, "full": {"psnr": 30.0}, "petite": {"psnr": petite}}
+        deficit = {"mean": petite - 30.0, "significant": petite < 29.9}
+        return {"by_target": {"4": {"methods": methods, "statistics": {"petite_vs_full": deficit}}}}
+
+    (tmp_path / "a.json").write_text(json.dumps(result(29.5)), encoding="utf-8")
+    (tmp_path / "b.json").write_text(json.dumps(result(29.95)), encoding="utf-8")
+    table = recovery_summary(tmp_path, ("a.json", "b.json"))
+    assert "| `a.json` | 4 | 29.00 | 30.00 | 29.50 | 50 % | -0.50 (p < 0.05) |" in table
+    assert "| `b.json` | 4 | 29.00 | 30.00 | 29.95 | 95 % | -0.05 (not significant) |" in table

@@ -232,3 +232,22 @@ def significance_table(root: Path, relative: str) -> str:
         lr = "-" if row.get("lr") is None else f"{row['lr']:g}"
         lines.append(f"| {METHOD_NAMES.get(name, name)} | {lr} | {_difference(statistics.get(f'{name}_vs_no-ft'))} |")
     return "\n".join(lines) + "\n"
+
+
+def recovery_summary(root: Path, relatives=(FULL_BENCHMARK, CVTGAN_BENCHMARK)) -> str:
+    """One row per backbone and target scanner of the committed full benchmarks: No-FT,
+    Full-FT and PETITE head PSNR, and the share of Full-FT's gain PETITE recovers (each row
+    from one result file, named in its first cell)."""
+    lines = ["| result | target | No-FT (dB) | Full-FT (dB) | PETITE (dB) | PETITE recovers | "
+             "PETITE - Full-FT (dB, paired) |", "|---|---|---|---|---|---|---|"]
+    for relative in relatives:
+        result = load_json(root, relative)
+        for scanner, entry in (result.get("by_target") or {}).items():
+            methods, deficit = entry["methods"], entry.get("statistics", {}).get("petite_vs_full")
+            gain = methods["full"]["psnr"] - methods["no-ft"]["psnr"]
+            share = "-" if gain <= 0 else f"{100 * (methods['petite']['psnr'] - methods['no-ft']['psnr']) / gain:.0f} %"
+            significant = "-" if not deficit else \
+                f"{deficit['mean']:+.2f} ({'p < 0.05' if deficit['significant'] else 'not significant'})"
+            lines.append(f"| `{Path(relative).name}` | {scanner} | {methods['no-ft']['psnr']:.2f} | "
+                         f"{methods['full']['psnr']:.2f} | {methods['petite']['psnr']:.2f} | {share} | {significant} |")
+    return "\n".join(lines) + "\n"
