@@ -6,7 +6,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..engine.bench import BENCH_METHODS, SECONDARY_METHODS, SWEEP_FACTORS, curves_file, make_plan, parse_lr_factors, parse_targets, run_bench
+from ..engine.bench import (BENCH_METHODS, SECONDARY_METHODS, SWEEP_FACTORS, curves_file, make_plan,
+                            parse_lr_factors, parse_targets, run_bench)
 from ..output_claim import claim_outputs
 from .options import add_device, add_seed, progress_bar
 

@@ -42,8 +42,8 @@ from ..regional import SUMMARY_KEYS as REGIONAL_KEYS, regional_targets
 from .checkpoint import checkpoint_folder
 from .devices import describe_device, select_device
 from .evaluation import evaluate_models
-from ..peft import base_model_sha256
-from .model_names import finetuned_model_file, table3_lr
+from ..peft import base_model_sha256, default_hyperparameters
+from .model_names import finetuned_model_file
 from .models import describe_weights, load_for_inference
 from .reports import bench_curves_png, bench_plot_png, bench_table, write_json
 
@@ -103,7 +103,7 @@ class BenchPlan:
 
     def table3_lr(self, method: str) -> float:
         """The method's peak learning rate in supplementary Table 3 for this backbone."""
-        return table3_lr(self.backbone, method)
+        return default_hyperparameters(self.backbone, method).learning_rate
 
     def sweep(self, method: str) -> List[float]:
         """The peak learning rates the method is fine-tuned with: ``lr_factors`` x its Table-3 rate."""

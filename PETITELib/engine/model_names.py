@@ -13,10 +13,3 @@ def finetuned_model_file(backbone: str, preset: str, scanner: int, method: str, 
     ``method`` fine-tuned for target ``scanner`` at peak learning rate ``lr``."""
     return f"{backbone}-{preset}-scanner{scanner}-{method}-lr{lr:g}.safetensors"
 
-
-def table3_lr(backbone: str, method: str) -> float:
-    """``method``'s peak learning rate on ``backbone`` in the paper's supplementary Table 3 (a
-    method's own column, Full-FT's, or PETITE's for a mix: :func:`PETITELib.peft.default_hyperparameters`)."""
-    from ..peft import default_hyperparameters
-
-    return default_hyperparameters(backbone, method).learning_rate

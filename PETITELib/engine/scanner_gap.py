@@ -17,7 +17,6 @@ from .. import __version__
 from ..errors import PetiteError
 from ..nifti_io import atomic_write_bytes
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
-from .model_names import table3_lr
 from .zoo_rebuild import Step, ZooRecipe, recipe_steps, run_recipe_step
 
 METRICS = ("psnr", "ssim", "nrmse", "psnr_whole", "ssim_whole", "psnr_truth", "ssim_truth", "nrmse_truth")
@@ -26,7 +25,9 @@ ROWS = (("input", "short scan"), ("no-ft", "No-FT (base alone)"), ("full", "Full
 
 def full_model_file(recipe: ZooRecipe, scanner: int) -> str:
     """The work folder's Full-FT model of ``scanner``, trained at Table 3's Full-FT learning rate."""
-    return recipe.work_model_file(scanner, "full", table3_lr(recipe.backbone, "full"))
+    from ..peft import default_hyperparameters
+
+    return recipe.work_model_file(scanner, "full", default_hyperparameters(recipe.backbone, "full").learning_rate)
 
 
 def gap_steps(recipe: ZooRecipe, jobs: int = 1) -> Dict[str, Step]:

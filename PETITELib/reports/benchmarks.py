@@ -182,6 +182,13 @@ def _difference(value) -> str:
     return f"**{text}**" if value["significant"] else text
 
 
+def _recovery(methods: dict) -> tuple:
+    """(Full-FT's head-PSNR gain over No-FT in dB, the share of it PETITE recovers or None when
+    Full-FT gains nothing) of one target's rows."""
+    gain = methods["full"]["psnr"] - methods["no-ft"]["psnr"]
+    return gain, (methods["petite"]["psnr"] - methods["no-ft"]["psnr"]) / gain if gain > 0 else None
+
+
 def recovery_table(root: Path, relative: str) -> str:
     """Per target scanner of a benchmark: held-out head PSNR of the input, No-FT, Full-FT and
     PETITE, Full-FT's gain over No-FT, the share of it PETITE recovers, and PETITE's paired
@@ -196,8 +203,7 @@ def recovery_table(root: Path, relative: str) -> str:
         methods, statistics = entry["methods"], entry.get("statistics", {})
         if not all(name in methods for name in ("input", "no-ft", "full", "petite")):
             continue
-        gain = methods["full"]["psnr"] - methods["no-ft"]["psnr"]
-        recovered = (methods["petite"]["psnr"] - methods["no-ft"]["psnr"]) / gain if gain > 0 else None
+        gain, recovered = _recovery(methods)
         lines.append(f"| {scanner} | " + " | ".join(f"{methods[n]['psnr']:.2f}" for n in ("input", "no-ft", "full", "petite"))
                      + f" | {gain:+.2f} | {'-' if recovered is None else f'{100 * recovered:.0f} %'} | "
                      f"{_difference(statistics.get('petite_vs_full'))} | {_difference(statistics.get('petite_vs_no-ft'))} | "
@@ -244,8 +250,8 @@ def recovery_summary(root: Path, relatives=(FULL_BENCHMARK, CVTGAN_BENCHMARK)) -
         result = load_json(root, relative)
         for scanner, entry in (result.get("by_target") or {}).items():
             methods, deficit = entry["methods"], entry.get("statistics", {}).get("petite_vs_full")
-            gain = methods["full"]["psnr"] - methods["no-ft"]["psnr"]
-            share = "-" if gain <= 0 else f"{100 * (methods['petite']['psnr'] - methods['no-ft']['psnr']) / gain:.0f} %"
+            recovered = _recovery(methods)[1]
+            share = "-" if recovered is None else f"{100 * recovered:.0f} %"
             significant = "-" if not deficit else \
                 f"{deficit['mean']:+.2f} ({'p < 0.05' if deficit['significant'] else 'not significant'})"
             lines.append(f"| `{Path(relative).name}` | {scanner} | {methods['no-ft']['psnr']:.2f} | "
