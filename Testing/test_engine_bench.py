@@ -5,7 +5,7 @@ import pytest
 
 from PETITELib.engine.bench import (BENCH_METHODS, SECONDARY_METHODS, SWEEP_FACTORS, bench_markdown,
                                     choose_learning_rate, make_plan, method_statistics, parse_lr_factors,
-                                    parse_targets, run_bench, target_checks)
+                                    parse_targets, run_bench, run_child, target_checks)
 from PETITELib.engine.reports import bench_curves_png, bench_plot_png
 from PETITELib.errors import PetiteError
 
@@ -189,3 +189,18 @@ def test_bench_refuses_a_base_of_another_backbone_before_any_work(tmp_path):
     with pytest.raises(PetiteError, match=r"is a cvtgan \(cpu\) base model, not unetr \(cpu\)"):
         run_bench(plan, tmp_path / "r.json")
     assert not (tmp_path / "r_work").exists()
+
+
+@pytest.mark.parametrize("has_wait4", [True, False])
+def test_a_child_command_runs_reports_its_peak_memory_where_the_os_can_and_fails_in_one_line(monkeypatch, has_wait4):
+    import os
+
+    if not has_wait4:  # as on Windows, which has no os.wait4
+        monkeypatch.delattr(os, "wait4", raising=False)
+    peak = run_child(["methods", "--backbone", "unetr"])["process_peak_rss_mb"]
+    if has_wait4:
+        assert peak > 10.0  # a Python process with torch imported
+    else:
+        assert peak is None
+    with pytest.raises(PetiteError, match=r"petite methods failed \(exit 2\)"):
+        run_child(["methods"])

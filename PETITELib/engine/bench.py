@@ -217,28 +217,44 @@ def split_cohort(folder: Path, cut: int, first: Path, rest: Path) -> tuple:
     return first, rest
 
 
+def _child_peak_rss_mb(max_rss: int) -> float:
+    """A child's ``ru_maxrss`` in MiB (the kernel reports KiB on Linux, bytes on macOS)."""
+    return round(max_rss / (2**20 if sys.platform == "darwin" else 1024.0), 1)
+
+
+def _wait_for_child(process: subprocess.Popen, cancel: Optional[CancelToken]) -> Optional[float]:
+    """Wait for ``process`` (terminated on cancel) and set its return code; returns its peak RSS
+    in MiB where the OS reports a child's (``os.wait4``: Linux, macOS), else None (Windows)."""
+    wait4 = getattr(os, "wait4", None)
+    while True:
+        if wait4 is not None:
+            pid, status, usage = wait4(process.pid, os.WNOHANG)
+            if pid:
+                process.returncode = os.waitstatus_to_exitcode(status)
+                return _child_peak_rss_mb(usage.ru_maxrss)
+        elif process.poll() is not None:
+            return None
+        if cancel is not None and cancel.cancelled:
+            process.terminate()
+        time.sleep(0.2)
+
+
 def run_child(arguments: List[str], cancel: Optional[CancelToken] = None) -> dict:
     """Run ``python -m PETITELib.cli ARGUMENTS`` in a fresh process (terminated on cancel);
-    returns its peak RSS (MiB) as ``process_peak_rss_mb``; PetiteError when it fails."""
+    returns its peak RSS (MiB, None where the OS does not report it) as ``process_peak_rss_mb``;
+    PetiteError when it fails."""
     command = [sys.executable, "-m", "PETITELib.cli", *arguments]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if cancel is not None and cancel.cancelled:
-                process.terminate()
-            time.sleep(0.2)
+        peak_rss_mb = _wait_for_child(process, cancel)
     except BaseException:
         process.terminate()
         process.wait()
         raise
-    process.returncode = os.waitstatus_to_exitcode(status)
     check_cancel(cancel)
     if process.returncode != 0:
         raise PetiteError(f"petite {arguments[0]} failed (exit {process.returncode}): {' '.join(command)}")
-    return {"process_peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1)}
+    return {"process_peak_rss_mb": peak_rss_mb}
 
 
 def train_in_child(command: str, out: Path, arguments: List[str], cancel: Optional[CancelToken] = None) -> dict:
