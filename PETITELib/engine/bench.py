@@ -42,6 +42,7 @@ from ..regional import SUMMARY_KEYS as REGIONAL_KEYS, regional_targets
 from .checkpoint import checkpoint_folder
 from .devices import describe_device, select_device
 from .evaluation import evaluate_models
+from .memory import max_rss_mb
 from ..peft import base_model_sha256, default_hyperparameters
 from .model_names import finetuned_model_file
 from .models import describe_weights, load_for_inference
@@ -217,11 +218,6 @@ def split_cohort(folder: Path, cut: int, first: Path, rest: Path) -> tuple:
     return first, rest
 
 
-def _child_peak_rss_mb(max_rss: int) -> float:
-    """A child's ``ru_maxrss`` in MiB (the kernel reports KiB on Linux, bytes on macOS)."""
-    return round(max_rss / (2**20 if sys.platform == "darwin" else 1024.0), 1)
-
-
 def _wait_for_child(process: subprocess.Popen, cancel: Optional[CancelToken]) -> Optional[float]:
     """Wait for ``process`` (terminated on cancel) and set its return code; returns its peak RSS
     in MiB where the OS reports a child's (``os.wait4``: Linux, macOS), else None (Windows)."""
@@ -231,7 +227,7 @@ def _wait_for_child(process: subprocess.Popen, cancel: Optional[CancelToken]) ->
             pid, status, usage = wait4(process.pid, os.WNOHANG)
             if pid:
                 process.returncode = os.waitstatus_to_exitcode(status)
-                return _child_peak_rss_mb(usage.ru_maxrss)
+                return round(max_rss_mb(usage.ru_maxrss), 1)
         elif process.poll() is not None:
             return None
         if cancel is not None and cancel.cancelled:

@@ -56,8 +56,12 @@ def lifetime_peak_rss_mb() -> float:
         import resource
     except ImportError:  # Windows
         return _peak_working_set_mb()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
+    return max_rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def max_rss_mb(max_rss: int) -> float:
+    """A ``getrusage``/``wait4`` ``ru_maxrss`` in MiB (the kernel reports KiB on Linux, bytes on macOS)."""
+    return max_rss / 2**20 if sys.platform == "darwin" else max_rss / 1024.0
 
 
 def _peak_working_set_mb() -> float:
