@@ -204,3 +204,185 @@ def test_a_child_command_runs_reports_its_peak_memory_where_the_os_can_and_fails
         assert peak is None
     with pytest.raises(PetiteError, match=r"petite methods failed \(exit 2\)"):
         run_child(["methods"])
+
+
+# --- the ledger: resume without the work folder -------------------------------------------------
+
+def _tiny_base(tmp_path):
+    """An (untrained) CvT-GAN cpu base model file outside any work folder: no pre-training."""
+    from PETITELib.backbones import build_backbone
+    from PETITELib.peft import save_base_model
+
+    base = tmp_path / "base.safetensors"
+    save_base_model(base, build_backbone("cvtgan", "cpu"))
+    return base
+
+
+def _ledger_plan(base, **changes):
+    from dataclasses import replace
+
+    plan = make_plan("cvtgan", "cpu", quick=True, device="cpu", methods=("petite",), lr_factors=(1.0, 3.0),
+                     base=str(base))
+    return replace(plan, target_train=1, target_val=1, target_test=1,
+                   finetune=dict(epochs=1, crops_per_subject=1, batch_size=1), **changes)
+
+
+def _scores(psnr, subjects=("sub-013", "sub-014", "sub-015")):
+    """Held-out scores as evaluate_models returns them (3 subjects, PSNR ``psnr`` + 0.1 per subject)."""
+    from PETITELib.engine.tables import mean_sd
+
+    per_subject = {s: {"psnr": psnr + 0.1 * i, "ssim": 0.9 + 0.001 * i, "nrmse": 0.03, "psnr_whole": psnr + 5,
+                       "ssim_whole": 0.95, "nrmse_whole": 0.02} for i, s in enumerate(subjects)}
+    return {"per_subject": per_subject, **mean_sd(per_subject), "seconds": 1.5}
+
+
+def test_the_kept_rate_is_the_best_on_validation_even_when_another_run_scores_better_on_the_test_subjects(tmp_path):
+    from PETITELib.engine.bench import ledger_config
+    from PETITELib.engine.bench_ledger import BenchLedger
+    from PETITELib.peft import base_model_sha256
+
+    base = _tiny_base(tmp_path)
+    plan = _ledger_plan(base, methods=("full", "petite"))
+    ledger = BenchLedger.open(tmp_path / "r.ledger.json", ledger_config(plan))
+    ledger.bind_base(base_model_sha256(base))
+    ledger.start_session({"device": "cuda (elsewhere)", "platform": "another machine"})
+    ledger.set_baseline(4, {"input": _scores(25.0), "no-ft": _scores(28.0)})
+    for method in plan.methods:  # the first rate validates worse but scores far better on the test subjects
+        low, high = plan.sweep(method)
+        ledger.add_run(4, method, low, {**_training([[1, 26.0]]), "percent": 1.0}, {}, _scores(77.777))
+        ledger.add_run(4, method, high, {**_training([[1, 26.5]]), "percent": 1.0},
+                       {"process_peak_rss_mb": 99.0}, _scores(29.0))
+    # every run is in the ledger: the result is assembled from it, nothing is simulated or trained
+    result = run_bench(plan, tmp_path / "r.json", work=tmp_path / "work")
+    assert not (tmp_path / "work" / "data").exists() and not (tmp_path / "work" / "models").exists()
+    for method in plan.methods:
+        row = result["methods"][method]
+        assert row["lr"] == plan.sweep(method)[1] and [e["lr"] for e in row["sweep"]] == plan.sweep(method)
+        assert row["psnr"] == pytest.approx(29.1) and row["process_peak_rss_mb"] == 99.0
+        assert row["per_subject_psnr"] == {"sub-013": 29.0, "sub-014": 29.1, "sub-015": pytest.approx(29.2)}
+    assert result["methods"]["input"]["psnr"] == pytest.approx(25.1) and result["test_subjects"][0] == "sub-013"
+    assert "petite_vs_full" in result["statistics"] and result["targets"]["petite_minus_input_psnr_db"] > 3.9
+    for text in ((tmp_path / "r.json").read_text(), (tmp_path / "r.md").read_text()):
+        assert "77.7" not in text and "77.8" not in text  # the runs not kept are never reported
+    assert [s["machine"]["platform"] for s in result["sessions"]][0] == "another machine"
+    assert len(result["sessions"]) == 2 and "over 2 sessions resumed from" in (tmp_path / "r.md").read_text()
+
+
+def test_a_ledger_of_another_plan_or_base_is_refused_in_one_line_naming_it(tmp_path, capsys):
+    from dataclasses import replace
+
+    from PETITELib.cli import main
+    from PETITELib.engine.bench import ledger_config
+    from PETITELib.engine.bench_ledger import BenchLedger
+
+    base = _tiny_base(tmp_path)
+    plan, path = _ledger_plan(base), tmp_path / "kept" / "r.ledger.json"
+    path.parent.mkdir()
+    other = BenchLedger.open(path, ledger_config(replace(plan, lr_factors=(1.0,))))
+    other.start_session({})
+    other.save()
+    with pytest.raises(PetiteError, match=r"r\.ledger\.json: the ledger was made for another benchmark plan "
+                                          r"\(lr_factors \[1\.0\] here \[1\.0, 3\.0\]\)") as error:
+        run_bench(plan, tmp_path / "r.json", ledger=path)
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
+    path.unlink()
+    other = BenchLedger.open(path, ledger_config(plan))  # the same plan, made with another base
+    other.bind_base("0" * 64)
+    other.start_session({})
+    other.save()
+    with pytest.raises(PetiteError, match=r"r\.ledger\.json: the ledger was made with another base model"):
+        run_bench(plan, tmp_path / "r.json", ledger=path)
+    assert not (tmp_path / "r_work").exists()  # refused before any work
+    with pytest.raises(PetiteError, match=r"r\.ledger\.json: its runs were fine-tuned from a base model \(SHA-256 "
+                                          r"000000000000\.\.\.\) that .*base\.safetensors no longer holds"):
+        run_bench(replace(plan, base=None), tmp_path / "r.json", ledger=path)  # not pre-trained again
+    (tmp_path / "quick.ledger.json").write_text(path.read_text())  # where a bench of quick.json keeps its ledger
+    code = main(["bench", "--backbone", "cvtgan", "--quick", "--seed", "7", "--base", str(base), "--out",
+                 str(tmp_path / "quick.json"), "--ledger", str(path), "--quiet"])
+    assert code == 2 and "the ledger was made for another benchmark plan" in capsys.readouterr().err
+    with pytest.raises(PetiteError, match=r"quick\.ledger\.json: the ledger was made for another"):
+        run_bench(make_plan("cvtgan", "cpu", quick=True, base=str(base)), tmp_path / "quick.json")
+
+
+def _interrupt_and_resume_without_the_work_folder(tmp_path):
+    """Run a bench of :func:`_ledger_plan` (PETITE at two rates on scanner 4), cancel it when the
+    second run starts, delete the work folder and run it again; returns (plan, ledger before the
+    resume, ledger after it, result)."""
+    import shutil
+
+    from PETITELib.progress import Cancelled, CancelToken
+
+    base, out, work = _tiny_base(tmp_path), tmp_path / "r.json", tmp_path / "work"
+    plan = _ledger_plan(base)
+    cancel = CancelToken()
+
+    def stop_at_the_second_run(event):
+        if event.stage == "bench" and f"peak learning rate {plan.sweep('petite')[1]:g}" in event.message:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        run_bench(plan, out, work=work, progress=stop_at_the_second_run, cancel=cancel)
+    assert not out.exists()
+    before = json.loads((tmp_path / "r.ledger.json").read_text())
+    shutil.rmtree(work)  # the machine is lost: only the ledger is kept
+    result = run_bench(plan, out, work=work)
+    assert not (work / "models" / plan.model_file(4, "petite", plan.sweep("petite")[0])).exists()  # not trained again
+    return plan, before, json.loads((tmp_path / "r.ledger.json").read_text()), result
+
+
+def _check_the_resume(plan, before, after, result):
+    """What a bench resumed from its ledger must give (see _interrupt_and_resume_without_the_work_folder)."""
+    low, high = plan.sweep("petite")
+    runs = before["targets"]["4"]["runs"]
+    assert [(r["method"], r["lr"], r["session"]) for r in runs] == [("petite", low, 1)]
+    assert before["targets"]["4"]["baseline"]["no-ft"]["per_subject"] and before["sessions"][0]["runs"] == 1
+    assert after["targets"]["4"]["runs"][0] == runs[0]
+    assert after["targets"]["4"]["baseline"] == before["targets"]["4"]["baseline"]
+    assert [(r["lr"], r["session"]) for r in after["targets"]["4"]["runs"]] == [(low, 1), (high, 2)]
+    petite = result["methods"]["petite"]
+    kept = next(r for r in after["targets"]["4"]["runs"] if r["lr"] == petite["lr"])
+    assert petite["per_subject_psnr"] == {s: m["psnr"] for s, m in kept["scores"]["per_subject"].items()}
+    assert result["methods"]["input"]["per_subject_psnr"] == {
+        s: m["psnr"] for s, m in before["targets"]["4"]["baseline"]["input"]["per_subject"].items()}
+    assert [e["lr"] for e in petite["sweep"]] == [low, high] and len(result["sessions"]) == 2
+    assert result["wall_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in after["sessions"]), abs=0.2)
+
+
+def test_a_bench_interrupted_resumes_from_its_ledger_alone_without_the_work_folder(tmp_path, monkeypatch,
+                                                                                    one_intra_op_thread):
+    """Fast: each fine-tuning child is replaced by an in-process stand-in (a PETITE adapter with
+    random weights, scaled by the rate, and a made-up training record); simulation and scoring are real."""
+    import torch
+
+    from PETITELib.engine.models import load_base
+    from PETITELib.peft import apply_peft, save_adapter
+    from PETITELib.progress import check_cancel
+
+    trained = []
+
+    def stand_in(command, out, arguments, cancel=None):
+        check_cancel(cancel)
+        lr = float(next(a for a in arguments if a.startswith("--lr=")).split("=")[1])
+        trained.append(lr)
+        model = load_base(arguments[arguments.index("--base") + 1], torch.device("cpu")).model
+        apply_peft(model, "petite")
+        torch.manual_seed(len(trained))
+        with torch.no_grad():
+            for parameter in (p for p in model.parameters() if p.requires_grad):
+                parameter.add_(torch.randn_like(parameter) * lr)
+        save_adapter(out, model, training={**_training([[1, 20.0 + lr]]), "spec": "petite", "percent": 0.3})
+        return {"process_peak_rss_mb": 1.0}
+
+    monkeypatch.setattr("PETITELib.engine.bench.train_in_child", stand_in)
+    plan, before, after, result = _interrupt_and_resume_without_the_work_folder(tmp_path)
+    assert trained == plan.sweep("petite")  # the second session trained the second rate only
+    _check_the_resume(plan, before, after, result)
+    assert result["methods"]["petite"]["lr"] == plan.sweep("petite")[1]  # its validation PSNR is the better
+    scores = [run["scores"]["mean"]["psnr"] for run in after["targets"]["4"]["runs"]]
+    assert scores[0] != scores[1] and result["methods"]["petite"]["psnr"] == scores[1]
+
+
+@pytest.mark.slow
+def test_a_real_bench_interrupted_resumes_from_its_ledger_alone_without_the_work_folder(tmp_path, one_intra_op_thread):
+    """The same with real fine-tuning children (a few minutes on 2 loaded cores)."""
+    _check_the_resume(*_interrupt_and_resume_without_the_work_folder(tmp_path))

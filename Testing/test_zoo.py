@@ -3,6 +3,7 @@ and the shipped ``Resources/Models`` themselves (their recorded held-out metrics
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from PETITELib.nifti_io import load_volume, save_volume
 from PETITELib.peft import apply_peft, save_adapter, save_base_model
 from PETITELib.zoo import choose_models, load_manifest, verify_entry
 from PETITELib.zoo.manifest import MANIFEST_NAME, file_sha256
-from PETITELib.engine.zoo_rebuild import MAX_ZOO_MB, ZooRecipe, recipe_steps
+from PETITELib.engine.zoo_rebuild import MAX_ZOO_MB, ZOO_RECIPES, ZooRecipe, recipe_steps, zoo_steps
 
 SHAPE = (70, 66, 40)
 SPACING = (2.0, 2.0, 2.4)
@@ -161,11 +162,76 @@ def test_recipe_commands_are_complete_and_seeded():
     assert steps["scanner4"].arguments[:1] == ("finetune",) and "petite" in steps["scanner4"].arguments
 
 
+def test_each_backbone_has_its_own_names_and_shares_the_cohorts():
+    steps = zoo_steps(ZOO_RECIPES)
+    assert [r.backbone for r in ZOO_RECIPES] == ["unetr", "cvtgan"]
+    assert list(steps) == ["simulate-source", "simulate-target", "base", "scanner4", "scanner5", "scanner2",
+                           "scanner3", "cvtgan-base", "cvtgan-scanner4", "cvtgan-scanner5", "cvtgan-scanner2",
+                           "cvtgan-scanner3"]
+    cvtgan = " ".join(steps["cvtgan-scanner4"].arguments)
+    assert "--base {work}/models/cvtgan-cpu-base.safetensors" in cvtgan and "cvtgan-cpu-scanner4-petite-lr0.01" in cvtgan
+    assert "--backbone cvtgan" in " ".join(steps["cvtgan-base"].arguments)
+    with pytest.raises(PetiteError, match="differ in target_seed"):
+        zoo_steps((ZooRecipe(), ZooRecipe(backbone="cvtgan", name_prefix="c-", target_seed=7)))
+    with pytest.raises(PetiteError, match="model name 'base' repeats"):
+        zoo_steps((ZooRecipe(), ZooRecipe(backbone="cvtgan")))
+
+
+def _two_backbone_zoo(folder: Path) -> Path:
+    """A zoo folder whose manifest lists a UNETR and a CvT-GAN base with one adapter each (small
+    stand-in files: only names, paths and hashes are read)."""
+    folder.mkdir()
+    models = []
+    for prefix, backbone in (("", "unetr"), ("cvtgan-", "cvtgan")):
+        for name, kind in ((f"{prefix}base", "base"), (f"{prefix}scanner4", "adapter")):
+            (folder / f"{name}.safetensors").write_bytes(name.encode())
+            extra = {"base": f"{prefix}base"} if kind == "adapter" else {}
+            models.append({**_record(folder, name, kind, f"{name}.safetensors", scanner={"id": 4}, **extra),
+                           "backbone": backbone})
+    (folder / MANIFEST_NAME).write_text(json.dumps({"format": "petite-zoo", "format_version": 1, "models": models,
+                                                    "half_precision": {"max_abs_psnr_change_db": 0.002}}))
+    return folder
+
+
+def test_each_shipped_base_offers_only_its_own_adapters(tmp_path):
+    from PETITELib.zoo import available_adapters
+
+    folder = _two_backbone_zoo(tmp_path / "zoo")
+    assert [e.name for e in load_manifest(folder).bases] == ["base", "cvtgan-base"]
+    assert [e.name for e in available_adapters(None, zoo=folder)] == ["scanner4"]  # the default: the first base
+    assert [e.name for e in available_adapters("cvtgan-base", zoo=folder)] == ["cvtgan-scanner4"]
+    assert [e.name for e in available_adapters(str(folder / "cvtgan-base.safetensors"), zoo=folder)] == \
+        ["cvtgan-scanner4"]
+    assert available_adapters(str(tmp_path / "elsewhere.safetensors"), zoo=folder) == []
+
+
+def test_a_partial_rebuild_keeps_the_other_backbones_verified_and_unchanged(tmp_path):
+    from PETITELib.engine.zoo_rebuild import rebuild_zoo
+
+    old = _two_backbone_zoo(tmp_path / "old")
+    document = rebuild_zoo(tmp_path / "work", tmp_path / "new", only=[], carry_from=old, device="cpu")
+    assert [m["name"] for m in document["models"]] == ["base", "scanner4", "cvtgan-base", "cvtgan-scanner4"]
+    assert document["rebuild"]["kept"] == ["unetr", "cvtgan"] and document["rebuild"]["rebuilt"] == []
+    assert document["half_precision"]["max_abs_psnr_change_db"] == 0.002
+    for entry in load_manifest(tmp_path / "new").entries:
+        assert verify_entry(entry).read_bytes() == (old / entry.path.name).read_bytes()
+    with pytest.raises(PetiteError, match="no zoo recipe for it"):
+        rebuild_zoo(tmp_path / "work", tmp_path / "other", only=["dit"], carry_from=old)
+    (old / "cvtgan-scanner4.safetensors").write_bytes(b"damaged")
+    with pytest.raises(PetiteError, match="cvtgan-scanner4.safetensors: shipped model 'cvtgan-scanner4' is corrupted"):
+        rebuild_zoo(tmp_path / "work", tmp_path / "other", only=[], carry_from=old)
+    assert not (tmp_path / "other").exists()
+
+
 def test_shipped_zoo_is_intact_small_and_each_adapter_helps():
     """The models in Resources/Models: files match the manifest, fit the size limit, and on held-out
     simulated subjects base + adapter beats the base alone, which beats the short scan."""
     manifest = load_manifest(SHIPPED)
-    assert manifest.base is not None and {e.name for e in manifest.adapters} == {f"scanner{k}" for k in (2, 3, 4, 5)}
+    assert manifest.base is not None and manifest.base.record["backbone"] == "unetr"
+    for base in manifest.bases:
+        prefix = base.name[:-len("base")]
+        assert {e.name for e in manifest.adapters if e.record["base"] == base.name} == \
+            {f"{prefix}scanner{k}" for k in (2, 3, 4, 5)}
     assert sum(verify_entry(e).stat().st_size for e in manifest.entries) <= MAX_ZOO_MB * 2 ** 20
     for entry in manifest.adapters:
         metrics = entry.record["metrics"]
@@ -185,7 +251,7 @@ def test_rebuild_runs_the_recipe_and_writes_a_loadable_zoo(tmp_path, monkeypatch
                                        "--batch-size", "2"),
                      finetune_options=("--epochs", "1", "--val-subjects", "1", "--crops-per-subject", "1",
                                        "--batch-size", "2"))
-    document = rebuild_zoo(tmp_path / "work", tmp_path / "zoo", recipe=tiny, device="cpu")
+    document = rebuild_zoo(tmp_path / "work", tmp_path / "zoo", recipes=(tiny,), device="cpu")
     assert [m["name"] for m in document["models"]] == ["base", "scanner5"]
     monkeypatch.setenv("PETITE_ZOO_DIR", str(tmp_path / "zoo"))
     manifest = load_manifest()
@@ -196,7 +262,18 @@ def test_rebuild_runs_the_recipe_and_writes_a_loadable_zoo(tmp_path, monkeypatch
     assert choose_models(None, "auto", shape=(128, 128, 63), spacing=(2.05941, 2.05941, 2.425)).adapter \
         == tmp_path / "zoo" / "unetr-cpu-scanner5-petite.safetensors"
     with pytest.raises(PetiteError, match="already exists"):
-        rebuild_zoo(tmp_path / "work", tmp_path / "zoo", recipe=tiny, device="cpu")
+        rebuild_zoo(tmp_path / "work", tmp_path / "zoo", recipes=(tiny,), device="cpu")
+
+    # A CvT-GAN rebuild in the same work folder keeps that zoo's UNETR files byte for byte.
+    tiny_cvtgan = replace(tiny, backbone="cvtgan", name_prefix="cvtgan-")
+    both = rebuild_zoo(tmp_path / "work", tmp_path / "zoo2", recipes=(tiny, tiny_cvtgan), only=["cvtgan"],
+                       carry_from=tmp_path / "zoo", device="cpu")
+    assert [m["name"] for m in both["models"]] == ["base", "scanner5", "cvtgan-base", "cvtgan-scanner5"]
+    assert both["models"][:2] == document["models"]
+    assert both["models"][3]["base"] == "cvtgan-base" and "--backbone cvtgan" in both["models"][2]["command"]
+    monkeypatch.setenv("PETITE_ZOO_DIR", str(tmp_path / "zoo2"))
+    assert choose_models("cvtgan-base", "auto", shape=(128, 128, 63), spacing=(2.05941, 2.05941, 2.425)).adapter \
+        == tmp_path / "zoo2" / "cvtgan-cpu-scanner5-petite.safetensors"
 
     # The scanner gap reuses the work folder's cohorts and base and adds Full-FT per target.
     from PETITELib.engine.scanner_gap import measure_scanner_gap

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..engine.bench import (BENCH_METHODS, SECONDARY_METHODS, SWEEP_FACTORS, curves_file, make_plan,
                             parse_lr_factors, parse_targets, run_bench)
+from ..engine.bench_ledger import ledger_file
 from ..output_claim import claim_outputs
 from .options import add_device, add_seed, progress_bar
 
@@ -26,12 +27,13 @@ def run(args) -> int:
     out = Path(args.out)
     files = {"--out": out, "--out (markdown)": out.with_suffix(".md"), "--out (figure)": out.with_suffix(".png"),
              "--out (curves)": curves_file(out)}
+    files["--ledger"] = Path(args.ledger) if args.ledger else ledger_file(out)
     work = Path(args.work) if args.work else out.with_name(out.stem + "_work")
     progress = progress_bar(args)
     try:
         with claim_outputs(files, folders={"--work": work}, inputs={"--base": args.base}):
             run_bench(plan, args.out, work=work, overwrite=args.overwrite, progress=progress,
-                      command="petite " + shlex.join(sys.argv[1:]))
+                      command="petite " + shlex.join(sys.argv[1:]), ledger=files["--ledger"])
     finally:
         progress.close()
     print(Path(args.out).with_suffix(".md").read_text(encoding="utf-8"), end="")
@@ -50,16 +52,20 @@ def register(subparsers) -> None:
                     "scanner (each in a fresh process: wall time and peak memory measured in isolation), and "
                     "score the input, No-FT and every method on held-out subjects with paired statistics. Writes "
                     "RESULT.json, RESULT.md, RESULT.png and RESULT-curves.png; models and data stay in a work folder "
-                    f"that a rerun reuses. Without --quick each method is fine-tuned at {FACTORS} times its "
-                    "Table-3 learning rate with early stopping on the main target, and the run with the best "
-                    f"validation PSNR is scored; the other targets fine-tune {' and '.join(SECONDARY_METHODS)} at the "
-                    "chosen rates.")
+                    "that a rerun reuses, and a ledger (RESULT.ledger.json) records every finished run and its "
+                    "scores, so a rerun resumes from it even without the work folder. Without --quick each method is "
+                    f"fine-tuned at {FACTORS} times its Table-3 learning rate with early stopping on the main target, "
+                    "and the run with the best validation PSNR is kept (the test subjects play no part in the choice); "
+                    f"the other targets fine-tune {' and '.join(SECONDARY_METHODS)} at the chosen rates.")
     parser.add_argument("--backbone", required=True, choices=("unetr", "cvtgan"))
     parser.add_argument("--preset", default="cpu", choices=("paper", "cpu"), help="model size (default cpu)")
     parser.add_argument("--quick", action="store_true",
                         help="small, fast run (fast simulation, short trainings): under 20 min on 2 CPU cores")
     parser.add_argument("--out", required=True, help="RESULT.json to write")
     parser.add_argument("--work", help="work folder (default: RESULT_work beside RESULT.json)")
+    parser.add_argument("--ledger",
+                        help="the benchmark's ledger, read to resume and written after every step (default: "
+                             "RESULT.ledger.json beside RESULT.json); commit it to carry a long run across machines")
     parser.add_argument("--targets", default="4",
                         help="target scanners to fine-tune for, comma-separated, e.g. 2,3,4,5 (default 4; the "
                              "first is the main target of the report)")

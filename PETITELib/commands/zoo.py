@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..engine.zoo_rebuild import ZOO_RECIPES
 from ..output_claim import claim_outputs
 from ..zoo import load_manifest, verify_entry, zoo_dir
 from .options import add_device, progress_bar
@@ -17,7 +18,7 @@ def run_list(args) -> int:
     """Print one line per shipped model: name, kind, scanner, spec, size, held-out PSNR."""
     manifest = load_manifest(args.zoo)
     print(f"model zoo: {manifest.folder}")
-    print(f"{'name':10s} {'kind':8s} {'MB':>6s}  {'short':>6s} {'base':>6s} {'adapted':>7s}  scanner / spec")
+    print(f"{'name':16s} {'kind':8s} {'MB':>6s}  {'short':>6s} {'base':>6s} {'adapted':>7s}  scanner / spec")
     for entry in manifest.entries:
         if args.verify:
             verify_entry(entry)
@@ -25,8 +26,10 @@ def run_list(args) -> int:
         adapted = _psnr(metrics, "adapter") if entry.kind == "adapter" else "-"
         base = _psnr(metrics, "no-ft") if entry.kind == "adapter" else _psnr(metrics, "base")
         what = entry.record.get("description") or f"scanner {entry.scanner.get('id', '?')} (source)"
+        if entry.kind == "base":
+            what += f" [{entry.record.get('backbone', '?')}, {entry.record.get('preset', '?')} preset]"
         spec = f" [{entry.record['spec']}]" if entry.record.get("spec") else ""
-        print(f"{entry.name:10s} {entry.kind:8s} {entry.size / 2 ** 20:6.1f}  {_psnr(metrics, 'input'):>6s} "
+        print(f"{entry.name:16s} {entry.kind:8s} {entry.size / 2 ** 20:6.1f}  {_psnr(metrics, 'input'):>6s} "
               f"{base:>6s} {adapted:>7s}  {what}{spec}")
     print("PSNR (dB, inside the head) against the long scan: short scan, base model alone, base + adapter, on "
           "held-out simulated subjects of the adapter's scanner (for the base: its validation subjects on the "
@@ -41,8 +44,8 @@ def run_rebuild(args) -> int:
     progress = progress_bar(args)
     try:
         with claim_outputs(folders={"--work": args.work, "--out": args.out or zoo_dir()}):
-            document = rebuild_zoo(args.work, args.out or zoo_dir(), jobs=args.jobs, device=args.device,
-                                   overwrite=args.overwrite, progress=progress)
+            document = rebuild_zoo(args.work, args.out or zoo_dir(), only=args.backbone, jobs=args.jobs,
+                                   device=args.device, overwrite=args.overwrite, progress=progress)
     finally:
         progress.close()
     print(f"wrote {len(document['models'])} models ({document['total_mb']} MB) and manifest.json to "
@@ -69,7 +72,7 @@ def run_gap(args) -> int:
 
 def register(subparsers) -> None:
     """Add the ``zoo`` sub-command with ``list`` and ``rebuild``."""
-    parser = subparsers.add_parser("zoo", help="the shipped base model and scanner adapters",
+    parser = subparsers.add_parser("zoo", help="the shipped base models and scanner adapters",
                                    description="The model zoo shipped in Resources/Models (or $PETITE_ZOO_DIR).")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
@@ -79,12 +82,16 @@ def register(subparsers) -> None:
     listing.set_defaults(func=run_list)
     rebuild = actions.add_parser(
         "rebuild", help="reproduce the shipped models from their recorded commands",
-        description="Simulate the cohorts, pre-train the base, fine-tune one adapter per scanner, score them on "
-                    "held-out subjects and write the files and manifest.json. About 2 hours on 2 CPU cores; "
-                    "a rerun with the same --work reuses finished steps and resumes interrupted trainings.")
+        description="Simulate the cohorts, pre-train a base per backbone (UNETR, CvT-GAN), fine-tune one adapter per "
+                    "scanner on each, score them on held-out subjects and write the files and manifest.json. Several "
+                    "hours on 2 CPU cores; a rerun with the same --work reuses finished steps and resumes "
+                    "interrupted trainings.")
     rebuild.add_argument("--work", required=True, help="work folder for cohorts, checkpoints and models")
     rebuild.add_argument("--out", help="zoo folder to write (default: the shipped one)")
     rebuild.add_argument("--jobs", type=int, default=1, help="parallel simulation processes (default 1)")
+    rebuild.add_argument("--backbone", action="append", choices=[r.backbone for r in ZOO_RECIPES],
+                         help="rebuild only this backbone's models (repeatable); the others are copied unchanged, "
+                              "with their records, from the shipped zoo")
     rebuild.add_argument("--overwrite", action="store_true", help="replace an existing zoo in --out")
     rebuild.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device(rebuild)

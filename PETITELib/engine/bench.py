@@ -11,12 +11,20 @@
    validation PSNR is kept (:func:`choose_learning_rate`): the sweep sees the validation
    subjects only. The other target scanners fine-tune :attr:`BenchPlan.secondary_methods` at
    the learning rate chosen on the main (first) target;
-4. score the input (short scan), the base alone (No-FT) and every kept model on the held-out
-   subjects (:mod:`.evaluation`), and write RESULT.json, RESULT.md, RESULT.png (scores) and
+4. score the input (short scan) and the base alone (No-FT) on each target's held-out subjects
+   once, and every fine-tuning run right after its training (:mod:`.evaluation`); write
+   RESULT.json, RESULT.md, RESULT.png (scores of the input, No-FT and the kept runs) and
    RESULT-curves.png (validation PSNR per epoch of every run).
 
-Every step leaves its files in a work folder; a rerun reuses finished steps and resumes an
-interrupted training from its checkpoint, so a long benchmark survives interruptions.
+After every finished step the benchmark's ledger (:mod:`.bench_ledger`, RESULT.ledger.json by
+default) records the scores and each run's training record; a run in it is never trained or
+scored again, and the result's rows are assembled from it alone, so a rerun resumes from the
+ledger even on another machine without the work folder (given the same base model: the ledger
+records its SHA-256, so a base pre-trained in a lost work folder must be kept too). The held-out
+scores of the runs not kept are in the ledger, but no choice reads them and no report shows
+them: the learning rate is chosen on validation PSNR only. Every step also leaves its files in
+a work folder; a rerun with it reuses finished trainings and resumes an interrupted one from
+its checkpoint.
 """
 from __future__ import annotations
 
@@ -39,6 +47,7 @@ from ..errors import PetiteError
 from ..nifti_io import atomic_write_bytes
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from ..regional import SUMMARY_KEYS as REGIONAL_KEYS, regional_targets
+from .bench_ledger import BenchLedger, ledger_file
 from .checkpoint import checkpoint_folder
 from .devices import describe_device, select_device
 from .evaluation import evaluate_models
@@ -265,8 +274,8 @@ def train_in_child(command: str, out: Path, arguments: List[str], cancel: Option
 class _Bench:
     """One benchmark run in a work folder (see the module docstring)."""
 
-    def __init__(self, plan: BenchPlan, work: Path, progress, cancel) -> None:
-        self.plan, self.work, self.progress, self.cancel = plan, work, progress, cancel
+    def __init__(self, plan: BenchPlan, work: Path, ledger: BenchLedger, progress, cancel) -> None:
+        self.plan, self.work, self.ledger, self.progress, self.cancel = plan, work, ledger, progress, cancel
         runs = sum(len(plan.methods_for(k)) * (len(plan.lr_factors) if k == plan.target_scanners[0] else 1)
                    for k in plan.target_scanners)
         self.steps = (1 if plan.base else 2) + 2 * len(plan.target_scanners) + runs
@@ -274,11 +283,13 @@ class _Bench:
         self.models = work / "models"
         self.base = Path(plan.base) if plan.base else self.models / f"{plan.backbone}-{plan.preset}-base.safetensors"
 
-    def step(self, message: str) -> None:
+    def step(self, message: str, steps: int = 1) -> None:
+        """Report the start of the next ``steps`` steps (more than one: steps the ledger holds)."""
         check_cancel(self.cancel)
         report(self.progress, "bench", self.done, self.steps, message)
-        sys.stderr.write(f"petite bench [{self.done + 1}/{self.steps}]: {message}\n")
-        self.done += 1
+        first, last = self.done + 1, self.done + steps
+        sys.stderr.write(f"petite bench [{first if steps == 1 else f'{first}-{last}'}/{self.steps}]: {message}\n")
+        self.done += steps
 
     # --- data -----------------------------------------------------------------------------
     def simulate(self, name: str, scanner: int, subjects: int, seed: int) -> Path:
@@ -458,6 +469,17 @@ def sweep_lines(methods: dict) -> List[str]:
     return lines
 
 
+def _sessions_text(sessions: List[dict]) -> str:
+    """How the total wall time was made: `` (one session; ...)`` or, for a run resumed from its
+    ledger, every session's machine, minutes and the runs it added."""
+    reused = "models found finished in the work folder are reused, not timed"
+    if len(sessions) < 2:
+        return f" ({reused})"
+    parts = [f"{number}: {s['machine']['device']} on {s['machine']['platform']}, {s['wall_seconds'] / 60:.1f} min, "
+             f"{s['runs']} run(s)" for number, s in enumerate(sessions, 1)]
+    return f" over {len(sessions)} sessions resumed from the benchmark's ledger ({'; '.join(parts)}; {reused})"
+
+
 def bench_markdown(result: dict) -> str:
     """The benchmark's markdown report: configuration, then per target scanner its table, the
     paired statistics and the target checks."""
@@ -468,9 +490,9 @@ def bench_markdown(result: dict) -> str:
              f"Scanner {config['source_scanner']} -> scanner(s) {', '.join(map(str, targets))}; simulation "
              f"{config['simulate_mode']} mode; {config['target_train']} fine-tuning subjects (+ "
              f"{config['target_val']} for validation) and {len(result['test_subjects'])} held-out test subjects per "
-             f"target; device {result['machine']['device']}; total {result['wall_seconds'] / 60:.1f} min (this run; "
-             "finished steps are reused)." + (f" Base model given with --base: {config['base']}."
-                                             if config.get("base") else ""), "",
+             f"target; device {result['machine']['device']}; total {result['wall_seconds'] / 60:.1f} min"
+             f"{_sessions_text(result.get('sessions') or [])}." + (f" Base model given with --base: {config['base']}."
+                                                                   if config.get("base") else ""), "",
              "Metrics against the long scan on held-out subjects (mean ± sd): PSNR/SSIM/NRMSE inside the "
              "head, and over the whole volume; 'PSNR vs truth' against the scanner's noise-free image. 'train s' "
              f"and 'peak MiB' are the fine-tuning wall time and peak memory ({result['memory_note']})."]
@@ -506,27 +528,72 @@ def method_statistics(methods: dict) -> dict:
             for a, b in pairs if a in methods and b in methods}
 
 
-def _evaluate_target(bench: "_Bench", scanner: int, test_cohort: Path, torch_device, processes: dict,
-                     chosen: Dict[str, tuple]) -> dict:
-    """Score the input, No-FT and every method's kept run (``chosen``: {method: (lr, sweep)}) on
-    one target's held-out subjects."""
+def _score(bench: "_Bench", test_subjects: list, torch_device, name: str, model: Optional[Path]) -> dict:
+    """evaluate_models on a target's held-out ``test_subjects``: the input and, as ``name``, the
+    base with ``model`` (a fine-tuned model file; None: the base alone, No-FT)."""
+    loaders = {name: lambda: load_for_inference(bench.base, model, torch_device)}
+    return evaluate_models(test_subjects, loaders, device=torch_device, progress=bench.progress, cancel=bench.cancel)
+
+
+def _run_target(bench: "_Bench", scanner: int, rates: Dict[str, List[float]], torch_device) -> None:
+    """Fine-tune and score every run of one target that its ledger lacks: ``rates`` {method:
+    [peak learning rates]}. Scores the input and No-FT once, then each run right after its
+    training, on the target's held-out subjects; the ledger is saved after every step, and a
+    target whose runs and scores are all in it is not even simulated."""
+    plan, ledger = bench.plan, bench.ledger
+    runs = [(method, lr) for method, lrs in rates.items() for lr in lrs]
+    if ledger.baseline(scanner) is not None and all(ledger.run(scanner, m, lr) for m, lr in runs):
+        bench.step(f"scanner {scanner}: every run and score is in the ledger {ledger.path.name}", 2 + len(runs))
+        return
+    subjects = plan.target_train + plan.target_val + plan.target_test
+    bench.step(f"simulate {subjects} other subjects on scanner {scanner} ({plan.simulate_mode})")
+    folder = bench.simulate("target", scanner, subjects, plan.target_seed)
+    finetune_cohort, test_cohort = bench.split_target(folder, scanner)
     test_subjects = list(load_cohort(test_cohort).subjects)
-    models = {method: bench.model(scanner, method, lr) for method, (lr, _) in chosen.items()}
-    loaders = {"no-ft": lambda: load_for_inference(bench.base, None, torch_device)}
-    for method, model in models.items():
-        loaders[method] = (lambda m=model: load_for_inference(bench.base, m, torch_device))
-    scored = evaluate_models(test_subjects, loaders, device=torch_device, progress=bench.progress,
-                             cancel=bench.cancel)
-    methods = {"input": _method_row(scored["input"], {}, {}), "no-ft": _method_row(scored["no-ft"], {}, {})}
+    bench.step(f"score the input and No-FT on scanner {scanner}'s held-out subjects")
+    if ledger.baseline(scanner) is None:
+        ledger.set_baseline(scanner, _score(bench, test_subjects, torch_device, "no-ft", None))
+    for method, lr in runs:
+        done = ledger.run(scanner, method, lr) is not None
+        bench.step(f"fine-tune {method} on scanner {scanner} (peak learning rate {lr:g}) and score it"
+                   + (f": in the ledger {ledger.path.name}" if done else ""))
+        if not done:
+            process = bench.finetune(scanner, method, finetune_cohort, lr)
+            model = bench.model(scanner, method, lr)
+            scored = _score(bench, test_subjects, torch_device, method, model)
+            ledger.add_run(scanner, method, lr, describe_weights(model)["training"], process, scored[method])
+
+
+def _target_result(bench: "_Bench", scanner: int, chosen: Dict[str, tuple]) -> dict:
+    """One target's part of the result, from the ledger alone: the input, No-FT and every
+    method's kept run (``chosen``: {method: (lr, sweep)}) on its held-out subjects, with their
+    paired statistics. The held-out scores of the runs not kept are never read."""
+    baseline = bench.ledger.baseline(scanner)
+    scored = dict(baseline)
+    methods = {"input": _method_row(baseline["input"], {}, {}), "no-ft": _method_row(baseline["no-ft"], {}, {})}
     for method, (lr, sweep) in chosen.items():
-        training = describe_weights(models[method])["training"]
-        methods[method] = _method_row(scored[method], training, processes.get((method, lr), {}))
+        run = bench.ledger.run(scanner, method, lr)
+        scored[method] = run["scores"]
+        methods[method] = _method_row(run["scores"], run["training"], run["process"])
         methods[method].update(lr=lr, lr_table3=bench.plan.table3_lr(method), sweep=sweep,
                                sweep_seconds=sum(entry["seconds"] or 0 for entry in sweep))
     for name in methods:
         methods[name]["per_subject_psnr"] = {s: m["psnr"] for s, m in scored[name]["per_subject"].items()}
     return {"methods": methods, "statistics": method_statistics(methods),
-            "test_subjects": [s.subject_id for s in test_subjects]}
+            "test_subjects": list(baseline["input"]["per_subject"])}
+
+
+def _choose(bench: "_Bench", scanner: int, rates: Dict[str, List[float]]) -> Dict[str, tuple]:
+    """{method: (kept rate, sweep)} of one target, chosen on validation PSNR alone from the
+    training records in the ledger (:func:`choose_learning_rate`)."""
+    return {method: choose_learning_rate({lr: bench.ledger.run(scanner, method, lr)["training"] for lr in lrs})
+            for method, lrs in rates.items()}
+
+
+def ledger_config(plan: BenchPlan) -> dict:
+    """What a ledger must share with the plan that resumes from it: the plan without device, jobs
+    and the base's path (the base is compared by its SHA-256)."""
+    return {key: value for key, value in asdict(plan).items() if key not in ("device", "jobs", "base")}
 
 
 def curves_file(out) -> Path:
@@ -536,15 +603,18 @@ def curves_file(out) -> Path:
 
 def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
-              command: Optional[str] = None) -> dict:
+              command: Optional[str] = None, ledger=None) -> dict:
     """Run the benchmark of ``plan``; write ``out`` (JSON) and OUT.md, OUT.png, OUT-curves.png
     beside it. ``command``: the command line that asked for it, recorded in the result.
 
     work: folder for simulated data, models and checkpoints (default ``OUT`` without suffix +
-    ``_work``); reused by a rerun (and compatible with the model zoo's work folder). Returns the
-    result dict: ``by_target`` ({scanner: {methods, statistics, targets, test_subjects}}),
-    ``methods``/``targets``/``statistics`` of the first target, config, machine,
-    source_validation, wall_seconds.
+    ``_work``); reused by a rerun (and compatible with the model zoo's work folder). ledger: the
+    benchmark's ledger (default ``<OUT stem>.ledger.json``, :mod:`.bench_ledger`), from which a
+    rerun resumes without the work folder. Returns the result dict: ``by_target`` ({scanner:
+    {methods, statistics, targets, test_subjects}}), ``methods``/``targets``/``statistics``/
+    ``test_subjects`` of the first target, config, machine (this session's), sessions (every
+    session's machine, wall seconds and runs added), source_validation, wall_seconds (all
+    sessions, summed).
     """
     from ..extras import require
 
@@ -556,12 +626,19 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
     if not overwrite and any(p.exists() for p in outputs):
         raise PetiteError(f"{next(p for p in outputs if p.exists())}: already exists (use --overwrite)")
     torch_device = select_device(plan.device)
+    book = BenchLedger.open(ledger or ledger_file(out), ledger_config(plan))
     if plan.base:
         _check_base(Path(plan.base), plan)
+        book.bind_base(base_model_sha256(plan.base))
     work = Path(work) if work else out.with_name(out.stem + "_work")
     work.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    bench = _Bench(plan, work, progress, cancel)
+    machine = machine_record(torch_device)
+    book.start_session(machine)
+    bench = _Bench(plan, work, book, progress, cancel)
+    if not plan.base and book.base_sha256 and not bench.base.exists():
+        raise PetiteError(f"{book.path}: its runs were fine-tuned from a base model (SHA-256 "
+                          f"{book.base_sha256[:12]}...) that {bench.base} no longer holds; give that base with "
+                          "--base (a new pre-training would not match)")
 
     if plan.base:
         bench.step(f"use the base model {plan.base} (no source simulation, no pre-training)")
@@ -570,24 +647,15 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
         source = bench.simulate("source", plan.source_scanner, plan.source_subjects, plan.source_seed)
         bench.step(f"pre-train {plan.backbone} ({plan.preset}) on scanner {plan.source_scanner}")
         bench.pretrain(source)
+        book.bind_base(base_model_sha256(bench.base))
     by_target, main_choice = {}, {}
     for scanner in plan.target_scanners:
-        subjects = plan.target_train + plan.target_val + plan.target_test
-        bench.step(f"simulate {subjects} other subjects on scanner {scanner} ({plan.simulate_mode})")
-        folder = bench.simulate("target", scanner, subjects, plan.target_seed)
-        finetune_cohort, test_cohort = bench.split_target(folder, scanner)
-        processes, chosen = {}, {}
-        for method in plan.methods_for(scanner):
-            rates = plan.sweep(method) if not main_choice else [main_choice[method]]
-            for lr in rates:
-                bench.step(f"fine-tune {method} on scanner {scanner} (peak learning rate {lr:g})")
-                processes[(method, lr)] = bench.finetune(scanner, method, finetune_cohort, lr)
-            chosen[method] = choose_learning_rate(
-                {lr: describe_weights(bench.model(scanner, method, lr))["training"] for lr in rates})
-        if not main_choice:
-            main_choice = {method: lr for method, (lr, _) in chosen.items()}
-        bench.step(f"evaluate scanner {scanner} on its held-out subjects")
-        by_target[str(scanner)] = _evaluate_target(bench, scanner, test_cohort, torch_device, processes, chosen)
+        rates = {method: plan.sweep(method) if not main_choice else [main_choice[method]]
+                 for method in plan.methods_for(scanner)}
+        _run_target(bench, scanner, rates, torch_device)
+        chosen = _choose(bench, scanner, rates)
+        main_choice = main_choice or {method: lr for method, (lr, _) in chosen.items()}
+        by_target[str(scanner)] = _target_result(bench, scanner, chosen)
 
     base_training = describe_weights(bench.base)["training"]
     source_validation = {"base": base_training.get("val_metrics", {}),
@@ -601,14 +669,16 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
     for entry in by_target.values():
         entry["targets"] = target_checks(entry["methods"], source_checked, entry["statistics"])
     main = by_target[str(plan.target_scanners[0])]
+    book.save()
     result = {"by_target": by_target, "methods": main["methods"], "statistics": main["statistics"],
               "targets": main["targets"], "test_subjects": main["test_subjects"],
               "config": {**asdict(plan), "methods": list(plan.methods), "target_scanners": list(plan.target_scanners),
                          "main_target": plan.target_scanners[0]},
-              "machine": machine_record(torch_device), "source_validation": source_validation,
+              "machine": machine, "sessions": book.sessions(),
+              "source_validation": source_validation,
               "memory_note": ("CUDA peak allocated" if torch_device.type == "cuda" else
                               "CPU peak RSS above the RSS at the start of training, one fresh process per run"),
-              "wall_seconds": round(time.perf_counter() - started, 1), "command": command}
+              "wall_seconds": book.wall_seconds(), "command": command}
     write_json(out, result, overwrite=True)
     atomic_write_bytes(out.with_suffix(".md"), bench_markdown(result).encode(), overwrite=True)
     atomic_write_bytes(out.with_suffix(".png"), bench_plot_png(result), overwrite=True)

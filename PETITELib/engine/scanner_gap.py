@@ -32,7 +32,8 @@ def full_model_file(recipe: ZooRecipe, scanner: int) -> str:
 
 def gap_steps(recipe: ZooRecipe, jobs: int = 1) -> Dict[str, Step]:
     """The zoo recipe's data and base steps, plus ``full-scanner<k>``: Full-FT per target scanner."""
-    steps = {name: step for name, step in recipe_steps(recipe, jobs).items() if not name.startswith("scanner")}
+    adapters = {recipe.adapter_name(scanner) for scanner in recipe.target_scanners}
+    steps = {name: step for name, step in recipe_steps(recipe, jobs).items() if name not in adapters}
     for scanner in recipe.target_scanners:
         steps[f"full-scanner{scanner}"] = Step(f"full-scanner{scanner}", (
             "finetune", "--base", f"{{work}}/models/{recipe.base_file()}",

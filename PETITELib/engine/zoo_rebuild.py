@@ -1,13 +1,15 @@
 """``petite zoo rebuild``: reproduce the shipped models from their recorded commands.
 
-The recipe (:class:`ZooRecipe`): simulate a source cohort on scanner 1 and target cohorts on
-scanners 2-5 (full physics), pre-train the ``cpu``-preset UNETR base on the source, and for
-each target scanner fine-tune a PETITE adapter on its first subjects, holding the others out.
-Every command runs in a fresh process and leaves its files in a work folder, so a rerun
-reuses finished steps and resumes an interrupted training. Then the held-out subjects of each
-target scanner are scored (short scan, base alone, base + adapter), half precision is
-measured, and the files are copied with a manifest (SHA-256, size, command, metrics) into the
-zoo folder.
+One recipe per shipped backbone (:data:`ZOO_RECIPES`, each a :class:`ZooRecipe`): simulate a
+source cohort on scanner 1 and target cohorts on scanners 2-5 (full physics; both recipes share
+these cohorts), pre-train the ``cpu``-preset base on the source, and for each target scanner
+fine-tune a PETITE adapter on its first subjects, holding the others out. Every command runs in
+a fresh process and leaves its files in a work folder, so a rerun reuses finished steps and
+resumes an interrupted training. Then the held-out subjects of each target scanner are scored
+(short scan, base alone, base + adapter), half precision is measured, and the files are copied
+with a manifest (SHA-256, size, command, metrics) into the zoo folder. A rebuild may be limited
+to some backbones: the other backbones' models are then carried over, verified and unchanged,
+with their manifest records (and the commands that made them) from an existing zoo.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,9 +34,12 @@ HALF_PRECISION_LIMIT_DB = 0.01  # ship float16 only if no held-out PSNR moves by
 
 @dataclass(frozen=True)
 class ZooRecipe:
-    """What the shipped zoo is made of (sizes, seeds, scanners and training options)."""
+    """What one backbone's shipped models are made of (sizes, seeds, scanners and training
+    options); ``name_prefix`` starts the names of its models (``base``, ``scanner4`` for the
+    first recipe; ``cvtgan-base``, ``cvtgan-scanner4`` for CvT-GAN's)."""
 
     backbone: str = "unetr"
+    name_prefix: str = ""
     preset: str = "cpu"
     source_scanner: int = 1
     source_subjects: int = 24
@@ -52,6 +57,14 @@ class ZooRecipe:
     # held-out ones) between Table 3's 1e-3, which the 24-epoch schedule leaves undertrained, and 1e-2.
     adapter_lr: float = 0.01
 
+    def base_name(self) -> str:
+        """The base model's name in the zoo (what ``--base`` accepts)."""
+        return f"{self.name_prefix}base"
+
+    def adapter_name(self, scanner: int) -> str:
+        """The scanner adapter's name in the zoo (what ``--adapter`` accepts)."""
+        return f"{self.name_prefix}scanner{scanner}"
+
     def base_file(self) -> str:
         return f"{self.backbone}-{self.preset}-base.safetensors"
 
@@ -62,6 +75,18 @@ class ZooRecipe:
     def work_model_file(self, scanner: int, method: str, lr: float) -> str:
         """A fine-tuned model's file name in the work folder, as ``petite bench`` names it."""
         return finetuned_model_file(self.backbone, self.preset, scanner, method, lr)
+
+
+# The shipped backbones. CvT-GAN's base trains for its cpu preset's epochs, validated every 6,
+# and stops after 3 validations without a better one; its adapters keep the same rate as
+# UNETR's, 1e-2, which scanner 4's validation subjects chose for CvT-GAN too (docs/zoo.md).
+ZOO_RECIPES = (
+    ZooRecipe(),
+    ZooRecipe(backbone="cvtgan", name_prefix="cvtgan-",
+              pretrain_options=("--val-subjects", "4", "--val-every", "6", "--patience", "3")),
+)
+DATA_FIELDS = ("source_scanner", "source_subjects", "source_seed", "target_scanners", "target_subjects",
+               "target_seed", "finetune_subjects", "simulate_mode")  # what every recipe of one zoo shares
 
 
 @dataclass(frozen=True)
@@ -79,8 +104,9 @@ class Step:
 
 
 def recipe_steps(recipe: ZooRecipe, jobs: int = 1) -> Dict[str, Step]:
-    """The recipe's commands by name: ``simulate-source``, ``simulate-target``, ``base`` and
-    ``scanner<k>`` per target scanner (cohorts ``{work}/cohorts/scanner<k>-finetune``)."""
+    """The recipe's commands by name: ``simulate-source``, ``simulate-target``, the base's and
+    each target scanner's adapter's (named as in the zoo: ``base``, ``scanner<k>`` with the
+    recipe's name prefix; cohorts ``{work}/cohorts/scanner<k>-finetune``)."""
     steps = {
         "simulate-source": Step("simulate-source", (
             "simulate", "--out", "{work}/data/source", "--scanners", str(recipe.source_scanner),
@@ -90,14 +116,14 @@ def recipe_steps(recipe: ZooRecipe, jobs: int = 1) -> Dict[str, Step]:
             "simulate", "--out", "{work}/data/target", "--scanners", ",".join(map(str, recipe.target_scanners)),
             "--subjects", str(recipe.target_subjects), "--seed", str(recipe.target_seed),
             "--mode", recipe.simulate_mode, "--jobs", str(jobs))),
-        "base": Step("base", (
+        recipe.base_name(): Step(recipe.base_name(), (
             "pretrain", "--cohort", f"{{work}}/data/source/scanner{recipe.source_scanner}",
             "--backbone", recipe.backbone, "--preset", recipe.preset,
             "--out", f"{{work}}/models/{recipe.base_file()}", "--seed", str(recipe.seed),
             *recipe.pretrain_options)),
     }
     for scanner in recipe.target_scanners:
-        steps[f"scanner{scanner}"] = Step(f"scanner{scanner}", (
+        steps[recipe.adapter_name(scanner)] = Step(recipe.adapter_name(scanner), (
             "finetune", "--base", f"{{work}}/models/{recipe.base_file()}",
             "--cohort", f"{{work}}/cohorts/scanner{scanner}-finetune", "--peft", recipe.peft,
             "--out", f"{{work}}/models/{recipe.work_model_file(scanner, recipe.peft, recipe.adapter_lr)}",
@@ -184,55 +210,53 @@ def _metrics(entry: dict) -> dict:
     return {"mean": entry["mean"], "sd": entry["sd"]}
 
 
-def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, device: str = "auto",
-                overwrite: bool = False, progress: Optional[ProgressCallback] = None,
-                cancel: Optional[CancelToken] = None) -> dict:
-    """Run the recipe in ``work`` and write the model files and ``manifest.json`` into ``out``.
+def zoo_steps(recipes: Sequence[ZooRecipe], jobs: int = 1) -> Dict[str, Step]:
+    """Every recipe's steps (:func:`recipe_steps`) in order, the shared simulation steps once.
 
-    Refuses (PetiteError) an ``out`` that already holds a manifest unless ``overwrite``.
-    Returns the manifest document.
-    """
-    from ..extras import require
+    PetiteError when the recipes disagree on the cohorts (:data:`DATA_FIELDS`) or a model name
+    repeats: one zoo's models are all trained and scored on the same simulated subjects."""
+    steps: Dict[str, Step] = {}
+    for recipe in recipes:
+        differing = [f for f in DATA_FIELDS if getattr(recipe, f) != getattr(recipes[0], f)]
+        if differing:
+            raise PetiteError(f"zoo recipes for {recipes[0].backbone} and {recipe.backbone} differ in "
+                              f"{', '.join(differing)}: one zoo shares its simulated cohorts")
+        for name, step in recipe_steps(recipe, jobs).items():
+            if name in steps and not name.startswith("simulate-"):
+                raise PetiteError(f"zoo recipes: the model name {name!r} repeats (give each backbone a name_prefix)")
+            steps.setdefault(name, step)
+    return steps
 
-    require("sim", "petite zoo rebuild")
+
+def _score_recipe(recipe: ZooRecipe, steps: Dict[str, Step], work: Path, torch_device, progress, cancel) -> tuple:
+    """The manifest records (base first, then its adapters) of one rebuilt recipe, and the largest
+    float16 change of held-out PSNR (dB) over its adapters."""
     from ..data.cohort import load_cohort
     from ..peft.adapter_files import ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION
-    from .devices import select_device
+    from ..peft.base_files import BASE_FORMAT, BASE_FORMAT_VERSION
+    from ..peft.safetensors_io import read_metadata
+    from ..scanner_matching import describe_scanner, scanner_profile
     from .evaluation import evaluate_models
     from .models import describe_weights, load_for_inference
-    from ..peft.base_files import BASE_FORMAT, BASE_FORMAT_VERSION
-    from ..peft.safetensors_io import copy_in_current_format, read_metadata
-    from ..scanner_matching import describe_scanner, scanner_profile
 
-    work, out = Path(work).resolve(), Path(out)
-    if (out / MANIFEST_NAME).exists() and not overwrite:
-        raise PetiteError(f"{out / MANIFEST_NAME}: already exists (use --overwrite to replace the zoo)")
-    steps = recipe_steps(recipe, jobs)
-    total = len(steps) + 1
-    started = time.perf_counter()
-    base_path = _out_path(steps["base"], work)
-    for number, (name, step) in enumerate(steps.items()):
-        check_cancel(cancel)
-        report(progress, "zoo", number, total, f"{name}: {step.command()}")
-        run_recipe_step(step, work, recipe, cancel)
-    report(progress, "zoo", total - 1, total, "score held-out subjects")
-    torch_device = select_device(device)
-    base_meta = read_metadata(base_path, BASE_FORMAT, BASE_FORMAT_VERSION)
-    training = base_meta.get("training", {})
-    base_record = {
-        "name": "base", "kind": "base", "file": recipe.base_file(), "backbone": recipe.backbone,
+    base_step = steps[recipe.base_name()]
+    base_path = _out_path(base_step, work)
+    training = read_metadata(base_path, BASE_FORMAT, BASE_FORMAT_VERSION).get("training", {})
+    records = [{
+        "name": recipe.base_name(), "kind": "base", "file": recipe.base_file(), "backbone": recipe.backbone,
         "preset": recipe.preset, "spec": "",
         "scanner": load_cohort(work / "data" / "source" / f"scanner{recipe.source_scanner}").scanner,
-        "description": f"source scanner: {training.get('scanner', recipe.source_scanner)}", "command": steps["base"].command(), "seed": recipe.seed,
+        "description": f"{recipe.backbone} base, source scanner: {training.get('scanner', recipe.source_scanner)}",
+        "command": base_step.command(), "seed": recipe.seed, "source_path": str(base_path),
         "metrics": {"held_out": f"{len(training.get('val_subjects', []))} validation subjects of scanner "
                                 f"{recipe.source_scanner} (not trained on; used to pick the best epoch)",
                     "subjects": training.get("val_subjects", []),
-                    "input": training.get("val_input_metrics", {}), "base": training.get("val_metrics", {})}}
-    models = [base_record]
+                    "input": training.get("val_input_metrics", {}), "base": training.get("val_metrics", {})}}]
     half_changes = []
     for scanner in recipe.target_scanners:
         check_cancel(cancel)
-        adapter = work / "models" / recipe.work_model_file(scanner, recipe.peft, recipe.adapter_lr)
+        step = steps[recipe.adapter_name(scanner)]
+        adapter = _out_path(step, work)
         test = list(load_cohort(work / "cohorts" / f"scanner{scanner}-test").subjects)
         scored = evaluate_models(test, {"no-ft": lambda: load_for_inference(base_path, None, torch_device),
                                         "adapter": lambda a=adapter: load_for_inference(base_path, a, torch_device)},
@@ -241,40 +265,114 @@ def rebuild_zoo(work, out, *, recipe: ZooRecipe = ZooRecipe(), jobs: int = 1, de
             lambda a=adapter: load_for_inference(base_path, a, torch_device), test[:1], torch_device))
         described = describe_weights(adapter)
         scanner_info = read_metadata(adapter, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION).get("scanner", {})
-        models.append({
-            "name": f"scanner{scanner}", "kind": "adapter", "base": "base", "file": recipe.adapter_file(scanner),
-            "backbone": recipe.backbone, "preset": recipe.preset, "spec": described["spec"],
-            "scanner": scanner_info, "description": describe_scanner(scanner_profile(scanner_info)),
-            "command": steps[f"scanner{scanner}"].command(), "seed": recipe.seed,
+        records.append({
+            "name": recipe.adapter_name(scanner), "kind": "adapter", "base": recipe.base_name(),
+            "file": recipe.adapter_file(scanner), "backbone": recipe.backbone, "preset": recipe.preset,
+            "spec": described["spec"], "scanner": scanner_info,
+            "description": describe_scanner(scanner_profile(scanner_info)),
+            "command": step.command(), "seed": recipe.seed, "source_path": str(adapter),
             "training": {k: described["training"].get(k) for k in
                          ("epochs", "best_epoch", "percent", "wall_seconds", "peak_mem_mb", "device")},
             "metrics": {"held_out": f"{len(test)} held-out subjects of scanner {scanner}",
                         "subjects": [s.subject_id for s in test], "input": _metrics(scored["input"]),
                         "no-ft": _metrics(scored["no-ft"]), "adapter": _metrics(scored["adapter"])}})
+    return records, max(half_changes, default=0.0)
+
+
+def _carried_records(carry_from, backbones: Sequence[str]) -> tuple:
+    """(manifest records with ``source_path``, their zoo's half-precision change in dB) of the models
+    of ``backbones`` in the zoo at ``carry_from``, each file verified against its SHA-256 first.
+    PetiteError when that zoo is missing or holds no model of one of them."""
+    from ..zoo.manifest import load_manifest, verify_entry
+
+    manifest = load_manifest(carry_from)
+    records = []
+    for backbone in backbones:
+        entries = [e for e in manifest.entries if e.record.get("backbone", "unetr") == backbone]
+        if not entries:
+            raise PetiteError(f"{manifest.folder / MANIFEST_NAME}: holds no {backbone} model to keep")
+        for entry in entries:
+            records.append({**entry.record, "source_path": str(verify_entry(entry)), "carried": True})
+    worst = (manifest.document.get("half_precision") or {}).get("max_abs_psnr_change_db", 0.0)
+    return records, float(worst)
+
+
+def rebuild_zoo(work, out, *, recipes: Sequence[ZooRecipe] = ZOO_RECIPES, only: Optional[Sequence[str]] = None,
+                carry_from=None, jobs: int = 1, device: str = "auto", overwrite: bool = False,
+                progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> dict:
+    """Run the recipes in ``work`` and write the model files and ``manifest.json`` into ``out``.
+
+    only: the backbones to rebuild (None: every recipe's); the models of the other recipes'
+    backbones are copied unchanged, with their manifest records, from the zoo at ``carry_from``
+    (default: the shipped zoo, :func:`PETITELib.zoo.zoo_dir`), each verified against its SHA-256.
+    Refuses (PetiteError) an ``out`` that already holds a manifest unless ``overwrite``, an
+    unknown backbone in ``only``, and a zoo over :data:`MAX_ZOO_MB`. Returns the manifest document.
+    """
+    from ..extras import require
+
+    require("sim", "petite zoo rebuild")
+    from ..peft.adapter_files import ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION
+    from ..peft.base_files import BASE_FORMAT, BASE_FORMAT_VERSION
+    from ..peft.safetensors_io import copy_in_current_format
+    from ..zoo.manifest import zoo_dir
+    from .devices import select_device
+
+    work, out = Path(work).resolve(), Path(out)
+    if (out / MANIFEST_NAME).exists() and not overwrite:
+        raise PetiteError(f"{out / MANIFEST_NAME}: already exists (use --overwrite to replace the zoo)")
+    known = [r.backbone for r in recipes]
+    unknown = [b for b in (only or ()) if b not in known]
+    if unknown:
+        raise PetiteError(f"--backbone {unknown[0]}: no zoo recipe for it (the zoo's backbones: {', '.join(known)})")
+    rebuilt = [r for r in recipes if only is None or r.backbone in only]
+    kept = [r.backbone for r in recipes if r not in rebuilt]
+    carried, carried_half = _carried_records(carry_from or zoo_dir(), kept) if kept else ([], None)
+    steps = zoo_steps(rebuilt, jobs)
+    total = len(steps) + 1
+    started = time.perf_counter()
+    for number, (name, step) in enumerate(steps.items()):
+        check_cancel(cancel)
+        report(progress, "zoo", number, total, f"{name}: {step.command()}")
+        run_recipe_step(step, work, rebuilt[0], cancel)
+    report(progress, "zoo", total - 1, total, "score held-out subjects")
+    torch_device = select_device(device)
+    models, half_changes = [], [] if carried_half is None else [carried_half]
+    for recipe in recipes:
+        if recipe in rebuilt:
+            records, worst = _score_recipe(recipe, steps, work, torch_device, progress, cancel)
+            models += records
+            half_changes.append(worst)
+        else:
+            models += [r for r in carried if r.get("backbone", "unetr") == recipe.backbone]
     out.mkdir(parents=True, exist_ok=True)
     worst_half = max(half_changes) if half_changes else float("nan")
     for record in models:
-        source = base_path if record["kind"] == "base" else _out_path(steps[record["name"]], work)
+        source, target = Path(record.pop("source_path")), out / record["file"]
+        carried = record.pop("carried", False)
         file_format = (BASE_FORMAT, BASE_FORMAT_VERSION) if record["kind"] == "base" else \
             (ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION)
-        copy_in_current_format(source, out / record["file"], *file_format)  # a reused older file is upgraded
-        record["sha256"], record["size"] = file_sha256(out / record["file"]), (out / record["file"]).stat().st_size
+        if carried and source.resolve() != target.resolve():
+            atomic_write_bytes(target, source.read_bytes(), overwrite=True)  # byte for byte: its SHA-256 stays
+        elif not carried:
+            copy_in_current_format(source, target, *file_format)  # a reused older file is upgraded
+        record["sha256"], record["size"] = file_sha256(target), target.stat().st_size
         record["precision"] = "float32"
     total_mb = sum(r["size"] for r in models) / 2 ** 20
     if total_mb > MAX_ZOO_MB:
         raise PetiteError(f"{out}: the zoo would take {total_mb:.1f} MB, more than {MAX_ZOO_MB:.0f} MB")
+    all_steps = zoo_steps(recipes, jobs)
     document = {
         "format": ZOO_FORMAT, "format_version": ZOO_FORMAT_VERSION, "petite_version": __version__,
         "models": models, "total_mb": round(total_mb, 2),
         "half_precision": {"max_abs_psnr_change_db": round(worst_half, 5), "limit_db": HALF_PRECISION_LIMIT_DB,
                            "shipped": "float32", "note": _half_precision_note(worst_half)},
-        "rebuild": {"recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()},
-                    "commands": [s.command() for s in steps.values()],
-                    "split": f"first {recipe.finetune_subjects} subjects of each target cohort fine-tune "
+        "rebuild": {"recipes": [{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(r).items()}
+                                for r in recipes],
+                    "commands": [s.command() for s in all_steps.values()],
+                    "rebuilt": [r.backbone for r in rebuilt], "kept": kept,
+                    "split": f"first {recipes[0].finetune_subjects} subjects of each target cohort fine-tune "
                              f"(linked into {{work}}/cohorts/scanner<k>-finetune), the rest are held out",
                     "seconds_this_run": round(time.perf_counter() - started, 1)}}
     atomic_write_bytes(out / MANIFEST_NAME, (json_dumps(document) + "\n").encode(), overwrite=True)
     report(progress, "zoo", total, total, "done")
     return document
-
-

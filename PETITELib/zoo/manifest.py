@@ -6,7 +6,9 @@ Layout (``format`` "petite-zoo", ``format_version`` 1)::
                  "sha256": "...", "size": 27904276, "backbone": "unetr", "preset": "cpu",
                  "spec": "", "scanner": {...}, "command": "petite pretrain ...", "seed": 0,
                  "metrics": {...}},
-                {"name": "scanner4", "kind": "adapter", "base": "base", ...}, ...],
+                {"name": "scanner4", "kind": "adapter", "base": "base", ...}, ...,
+                {"name": "cvtgan-base", "kind": "base", "backbone": "cvtgan", ...},
+                {"name": "cvtgan-scanner4", "kind": "adapter", "base": "cvtgan-base", ...}, ...],
      "rebuild": {"commands": [...], "seconds": ..., "machine": {...}}, ...}
 
 Files sit beside the manifest. The folder is ``$PETITE_ZOO_DIR`` when set, else
@@ -64,8 +66,13 @@ class Manifest:
 
     @property
     def base(self) -> Optional[ZooEntry]:
-        """The shipped base model (the first ``base`` entry), or None."""
+        """The default shipped base model (the first ``base`` entry: UNETR's), or None."""
         return next((e for e in self.entries if e.kind == "base"), None)
+
+    @property
+    def bases(self) -> List[ZooEntry]:
+        """The shipped base models (one per backbone), in manifest order; the first is the default."""
+        return [e for e in self.entries if e.kind == "base"]
 
     @property
     def adapters(self) -> List[ZooEntry]:

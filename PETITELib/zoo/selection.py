@@ -171,22 +171,23 @@ def available_adapters(base=None, *, zoo=None, user=None) -> List[ZooEntry]:
     """The adapters on offer with base model ``base`` (a file or name as :func:`choose_models`
     takes it; None: the default base): every adapter in the user's folder ``user`` (see
     :func:`user_models`; unreadable ones too, with their ``problem``), then the shipped adapters
-    made for that base when it is the shipped base, less those a user adapter of the same name
-    hides. Reads metadata and the manifest only (no hashing); [] for the shipped part when the
-    base cannot be resolved."""
+    made for that base when it is one of the shipped bases (UNETR's or CvT-GAN's), less those a
+    user adapter of the same name hides. Reads metadata and the manifest only (no hashing); []
+    for the shipped part when the base cannot be resolved."""
     mine = _user_entries(user, "adapter")
     manifest = _manifest_or_none(zoo)
     if manifest is None or manifest.base is None:
         return mine
     try:
-        in_use = choose_models(base, None, zoo=zoo, user=user, verify=False).base
+        in_use = Path(choose_models(base, None, zoo=zoo, user=user, verify=False).base).resolve()
     except PetiteError:
         return mine
-    if Path(in_use).resolve() != manifest.base.path.resolve():
+    shipped_base = next((e for e in manifest.bases if e.path.resolve() == in_use), None)
+    if shipped_base is None:
         return mine
     names = {e.name for e in mine}
     return mine + [e for e in manifest.adapters
-                   if e.record.get("base") == manifest.base.name and e.name not in names]
+                   if e.record.get("base") == shipped_base.name and e.name not in names]
 
 
 def _default_base(manifest, user, verify: bool):
