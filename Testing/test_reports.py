@@ -100,3 +100,24 @@ def test_the_recovery_summary_gives_one_row_per_file_and_target(tmp_path):
     table = recovery_summary(tmp_path, ("a.json", "b.json"))
     assert "| `a.json` | 4 | 29.00 | 30.00 | 29.50 | 50 % | -0.50 (p < 0.05) |" in table
     assert "| `b.json` | 4 | 29.00 | 30.00 | 29.95 | 95 % | -0.05 (not significant) |" in table
+
+
+def test_a_ledger_in_progress_shows_its_runs_with_validation_scores_only(tmp_path):
+    from PETITELib.reports.benchmarks import ledger_progress
+
+    config = {"target_scanners": [4, 2], "methods": ["full", "lora", "petite"], "lr_factors": [1.0, 3.0],
+              "secondary_methods": ["full", "petite"]}
+    run = {"method": "lora", "lr": 0.003, "training": {"history": [{"epoch": 4, "val_psnr": 26.5},
+                                                                  {"epoch": 8, "val_psnr": 26.75}],
+                                                      "best_epoch": 8, "epochs": 12},
+           "scores": {"mean": {"psnr": 31.234}}}
+    ledger = {"config": config, "targets": {"4": {"runs": [run]}},
+              "sessions": [{"wall_seconds": 600.0, "machine": {"device": "cpu (2 threads)"}},
+                           {"wall_seconds": 1200.0, "machine": {"device": "cpu (2 threads)"}}]}
+    (tmp_path / "docs" / "benchmarks").mkdir(parents=True)
+    (tmp_path / "docs" / "benchmarks" / "run.ledger.json").write_text(json.dumps(ledger))
+    text = ledger_progress(tmp_path, "docs/benchmarks/run.ledger.json")
+    assert "1 of 8 fine-tuning runs finished, in 2 session(s) (30 min on cpu (2 threads))" in text
+    assert "- scanner 4: 1 of 6 runs: lora at 0.003 (best validation PSNR 26.750 dB, epoch 8 of 12)" in text
+    assert "- scanner 2: 0 of 2 runs" in text
+    assert "31.23" not in text  # held-out scores of a run the sweep may not keep are never shown

@@ -62,6 +62,7 @@ GENERATORS: Dict[str, Callable[[Path], str]] = {
     "quick-unetr-cpu-smoke-summary": partial(benchmarks.summary, relative=benchmarks.QUICK_SMOKE_BENCHMARK),
     "quick-unetr-cpu-time": partial(benchmarks.wall_time, relative=benchmarks.QUICK_BENCHMARK),
     "bench-plans": benchmarks.bench_plans,
+    "unetr-cpu-ledger": benchmarks.ledger_progress,
     "input-domain-ranges": output_ranges,
     "input-domain-slabs": slab_gains,
 }

@@ -257,3 +257,40 @@ def recovery_summary(root: Path, relatives=(FULL_BENCHMARK, CVTGAN_BENCHMARK)) -
             lines.append(f"| `{Path(relative).name}` | {scanner} | {methods['no-ft']['psnr']:.2f} | "
                          f"{methods['full']['psnr']:.2f} | {methods['petite']['psnr']:.2f} | {share} | {significant} |")
     return "\n".join(lines) + "\n"
+
+
+UNETR_LEDGER = "docs/benchmarks/unetr-cpu.ledger.json"
+
+
+def _planned_runs(config: dict) -> dict:
+    """{target scanner: [(method, learning-rate factor or None), ...]} a ledger's plan fine-tunes:
+    every method at every factor on the main (first) target, the secondary methods once on the others."""
+    targets = [str(t) for t in config["target_scanners"]]
+    secondary = [m for m in config["methods"] if m in (config.get("secondary_methods") or config["methods"])]
+    planned = {targets[0]: [(m, f) for m in config["methods"] for f in config["lr_factors"]]}
+    planned.update({t: [(m, None) for m in secondary] for t in targets[1:]})
+    return planned
+
+
+def ledger_progress(root: Path, relative: str = UNETR_LEDGER) -> str:
+    """How far a benchmark in progress has come, from its committed ledger: the runs finished per
+    target with their best validation PSNR, the sessions and their wall time. No held-out score is
+    shown: those of the runs the sweep will not keep are never reported."""
+    ledger = load_json(root, relative)
+    planned = _planned_runs(ledger["config"])
+    sessions = ledger["sessions"]
+    done = sum(len(ledger["targets"].get(t, {}).get("runs", [])) for t in planned)
+    lines = [f"`{relative}`: {done} of {sum(len(v) for v in planned.values())} fine-tuning runs finished, in "
+             f"{len(sessions)} session(s) ({sum(s['wall_seconds'] for s in sessions) / 60:.0f} min on "
+             f"{', '.join(sorted({s['machine']['device'] for s in sessions}))}).", ""]
+    for target, runs in planned.items():
+        finished = ledger["targets"].get(target, {}).get("runs", [])
+        text = []
+        for run in finished:
+            curve = [e["val_psnr"] for e in run["training"].get("history", []) if "val_psnr" in e]
+            best = f"{max(curve):.3f} dB" if curve else "-"
+            text.append(f"{run['method']} at {run['lr']:g} (best validation PSNR {best}, epoch "
+                        f"{run['training'].get('best_epoch')} of {run['training'].get('epochs')})")
+        lines.append(f"- scanner {target}: {len(finished)} of {len(runs)} runs"
+                     + (": " + "; ".join(text) if text else ""))
+    return "\n".join(lines) + "\n"
