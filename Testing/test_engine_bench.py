@@ -386,3 +386,22 @@ def test_a_bench_interrupted_resumes_from_its_ledger_alone_without_the_work_fold
 def test_a_real_bench_interrupted_resumes_from_its_ledger_alone_without_the_work_folder(tmp_path, one_intra_op_thread):
     """The same with real fine-tuning children (a few minutes on 2 loaded cores)."""
     _check_the_resume(*_interrupt_and_resume_without_the_work_folder(tmp_path))
+
+
+def test_the_committed_ledger_resumes_with_the_documented_command():
+    """docs/benchmarks/unetr-cpu.ledger.json carries the UNETR benchmark across sessions: the plan
+    and base of the command in docs/benchmarks/README.md must still accept it."""
+    from pathlib import Path
+
+    from PETITELib.engine.bench import ledger_config
+    from PETITELib.engine.bench_ledger import BenchLedger
+    from PETITELib.peft import base_model_sha256
+
+    repo = Path(__file__).resolve().parents[1]
+    command = ("petite bench --backbone unetr --preset cpu --targets 4,2,3,5 --base "
+               "Resources/Models/unetr-cpu-base.safetensors")
+    assert command in (repo / "docs" / "benchmarks" / "README.md").read_text(encoding="utf-8").replace(" \\\n  ", " ")
+    plan = make_plan("unetr", "cpu", targets=(4, 2, 3, 5), base=str(repo / "Resources/Models/unetr-cpu-base.safetensors"))
+    ledger = BenchLedger.open(repo / "docs" / "benchmarks" / "unetr-cpu.ledger.json", ledger_config(plan))
+    ledger.bind_base(base_model_sha256(plan.base))
+    assert ledger.baseline(4) is not None
