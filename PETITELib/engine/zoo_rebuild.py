@@ -79,7 +79,8 @@ class ZooRecipe:
 
 # The shipped backbones. CvT-GAN's base trains for its cpu preset's epochs, validated every 6,
 # and stops after 3 validations without a better one; its adapters keep the same rate as
-# UNETR's, 1e-2, which scanner 4's validation subjects chose for CvT-GAN too (docs/zoo.md).
+# UNETR's, 1e-2, which scanner 4's validation subjects chose for CvT-GAN's PETITE too (the sweep in
+# docs/benchmarks/cvtgan-cpu.json).
 ZOO_RECIPES = (
     ZooRecipe(),
     ZooRecipe(backbone="cvtgan", name_prefix="cvtgan-",
