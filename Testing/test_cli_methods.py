@@ -33,6 +33,13 @@ def test_paper_preset_json_lists_every_method_below_one_percent(capsys, backbone
                                       "cvtgan": "enc=vpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"}[backbone]
 
 
+def test_cpu_preset_petite_trains_under_one_percent_on_both_backbones(capsys):
+    for backbone in ("unetr", "cvtgan"):
+        code, out, _ = _run(capsys, "--backbone", backbone, "--preset", "cpu", "--json")
+        petite = {row["name"]: row for row in json.loads(out)}["petite"]
+        assert code == 0 and 0 < petite["percent"] < 1, (backbone, petite)
+
+
 def test_table_output_and_custom_spec(capsys):
     code, out, _ = _run(capsys, "--backbone", "cvtgan", "--preset", "cpu")
     assert code == 0 and "petite" in out and "mix:vpt/lora" in out and "base parameters" in out

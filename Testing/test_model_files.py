@@ -136,7 +136,7 @@ def test_adapter_round_trip_stores_only_trained_tensors(tmp_path, volume, cvtgan
     assert set(adapter.tensors) == set(peft_state_dict(model)) == set(trainable_parameters(model))
     meta = adapter.metadata
     assert (meta.backbone, meta.preset, meta.format_version) == ("cvtgan", "cpu", ADAPTER_FORMAT_VERSION)
-    assert meta.spec == "enc=vpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"
+    assert meta.spec == "enc=vpt(tokens=0/8/32)+dec=lora(alpha=4,r=4)+bitfit"  # cpu preset: rank 4
     assert meta.base_sha256 == base_model_sha256(base_path)
     assert meta.scanner["matrix"] == [128, 128, 90] and meta.training["best_epoch"] == 7
 
@@ -191,10 +191,10 @@ def test_old_vpt_files_with_gated_prompts_load_as_gvpt(tmp_path, volume, cvtgan_
     current = tmp_path / "gvpt.safetensors"
     save_adapter(current, model)
     document, tensors = read_metadata(current, "petite-adapter", ADAPTER_FORMAT_VERSION), read_tensors(current)
-    assert document["spec"] == "enc=gvpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"
+    assert document["spec"] == "enc=gvpt(tokens=0/8/32)+dec=lora(alpha=4,r=4)+bitfit"
     assert any(name.endswith(".prompt_gate") for name in tensors)
     old = tmp_path / "old-vpt.safetensors"
-    write_tensors(old, tensors, {**document, "spec": "enc=vpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"})
+    write_tensors(old, tensors, {**document, "spec": "enc=vpt(tokens=0/8/32)+dec=lora(alpha=4,r=4)+bitfit"})
     old_bytes = old.read_bytes()
 
     assert read_adapter(old).metadata.spec == document["spec"]

@@ -13,6 +13,15 @@ def test_petite_preset_is_the_papers_best_mix():
     assert parse_spec("petite", "cvtgan").canonical == "enc=vpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"
 
 
+def test_the_cpu_cvtgan_takes_rank_4_where_the_paper_takes_8():
+    """The 4x narrower cpu generator's LoRA defaults to rank 4 (a DEVIATIONS row); given ranks stay."""
+    assert parse_spec("petite", "cvtgan", "cpu").canonical == "enc=vpt(tokens=0/8/32)+dec=lora(alpha=4,r=4)+bitfit"
+    assert parse_spec("petite", "cvtgan", "paper").canonical == "enc=vpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"
+    assert parse_spec("dec=lora(r=8)", "cvtgan", "cpu").canonical == "dec=lora(alpha=8,r=8)"
+    assert parse_spec("petite", "unetr", "cpu") == parse_spec("petite", "unetr")
+    assert any("cpu CvT-GAN" in d.setting for d in DEVIATIONS)
+
+
 def test_terms_get_the_papers_per_part_defaults():
     spec = parse_spec("adapter", "unetr")
     assert spec.canonical == "enc=adapter(rf=16)+dec=adapter(rf=4)"  # Table 7

@@ -153,7 +153,7 @@ def load_adapter(model: nn.Module, path, expected_spec=None) -> AdapterMetadata:
     adapter = read_adapter(path)
     check_adapter_fits(adapter, model)
     if expected_spec is not None:
-        wanted = parse_spec(expected_spec, model.backbone_name).canonical
+        wanted = parse_spec(expected_spec, model.backbone_name, model.preset).canonical
         if wanted != adapter.metadata.spec:
             raise PetiteError(f"{adapter.path}: adapter spec is '{adapter.metadata.spec}', expected '{wanted}'")
     activate_adapter(model, adapter)

@@ -73,7 +73,7 @@ def apply_peft(model: nn.Module, spec) -> PeftSpec:
     current = applied_peft(model)
     if current is not None:
         raise PetiteError(f"model already carries PEFT spec '{current.spec}'; remove it first")
-    parsed = parse_spec(spec, model.backbone_name)
+    parsed = parse_spec(spec, model.backbone_name, model.preset)
     before = {name: p.requires_grad for name, p in model.named_parameters()}
     handles: List[MethodHandle] = []
     if parsed.full:

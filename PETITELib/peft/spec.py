@@ -8,8 +8,8 @@
     preset := "petite"                         (the paper's best mix for the backbone)
 
 A term without a part applies to every part where the method has something to act on.
-Omitted arguments take the paper's value for the backbone and part
-(:data:`PETITELib.hyperparameters.METHOD_ARGUMENTS`).
+Omitted arguments take the paper's value for the backbone and part, or the model preset's where
+it departs (:func:`PETITELib.hyperparameters.method_arguments`).
 Examples: ``enc=lora(r=4)+dec=ssf+bitfit``, ``enc=vpt(tokens=0/8/32)+dec=lora+bitfit``,
 ``lora(r=8,alpha=16)``, ``full``. Whitespace is ignored.
 
@@ -28,7 +28,7 @@ from typing import Dict, List, Tuple
 from ..backbones import BACKBONES
 from ..backbones.base import PART_NAMES
 from ..errors import PetiteError
-from ..hyperparameters import METHOD_ARGUMENTS, PRESETS
+from ..hyperparameters import PRESETS, method_arguments
 from .configs import VPTConfig, format_arguments
 from .registry import FULL_FINE_TUNING, METHODS, PART_ALIASES, PART_SHORT
 
@@ -117,20 +117,21 @@ def _parse_arguments(text: str, where: str) -> Dict[str, object]:
     return arguments
 
 
-def _make_config(backbone: str, method: str, part: str, given: Dict[str, object], where: str):
+def _make_config(backbone: str, preset, method: str, part: str, given: Dict[str, object], where: str):
     config_type = METHODS[method].config_type
     names = [f.name for f in fields(config_type)]
     unknown = sorted(set(given) - set(names))
     if unknown:
         allowed = ", ".join(names) if names else "none"
         raise PetiteError(f"{where}: {method} has no argument '{unknown[0]}' (arguments: {allowed})")
-    values = {**METHOD_ARGUMENTS[backbone][method][part], **given}
+    defaults = method_arguments(backbone, method, part, preset)
+    values = {**defaults, **given}
     if method == "lora":
         values.setdefault("alpha", values["r"])
         if isinstance(values["alpha"], int):
             values["alpha"] = float(values["alpha"])
     if config_type is VPTConfig:
-        stages = len(METHOD_ARGUMENTS[backbone][method][part]["tokens"])
+        stages = len(defaults["tokens"])
         tokens = values["tokens"]
         tokens = (tokens,) * stages if isinstance(tokens, int) else tokens
         if not isinstance(tokens, tuple) or len(tokens) != stages:
@@ -143,7 +144,7 @@ def _make_config(backbone: str, method: str, part: str, given: Dict[str, object]
         raise PetiteError(f"{where}: {exc}") from None
 
 
-def _parse_term(text: str, backbone: str, spec_text: str) -> List[PeftTerm]:
+def _parse_term(text: str, backbone: str, preset, spec_text: str) -> List[PeftTerm]:
     where = f"PEFT spec '{spec_text}'"
     match = _TERM.match(text)
     if not text or not match:
@@ -151,7 +152,7 @@ def _parse_term(text: str, backbone: str, spec_text: str) -> List[PeftTerm]:
     method, part_alias = match["method"], match["part"]
     if method not in METHODS:
         raise PetiteError(f"{where}: unknown PEFT method '{method}' (choose from {', '.join(METHODS)})")
-    defaults = METHOD_ARGUMENTS[backbone][method]
+    defaults = {part: method_arguments(backbone, method, part, preset) for part in PART_NAMES}
     if part_alias is None:
         parts = [part for part in PART_NAMES if defaults[part] is not None]
     elif part_alias not in PART_ALIASES:
@@ -161,11 +162,12 @@ def _parse_term(text: str, backbone: str, spec_text: str) -> List[PeftTerm]:
         if defaults[parts[0]] is None:
             raise PetiteError(f"{where}: {backbone}'s {parts[0]} has no layers {method} can act on")
     given = _parse_arguments(match["args"] or "", where)
-    return [PeftTerm(method, part, _make_config(backbone, method, part, given, where)) for part in parts]
+    return [PeftTerm(method, part, _make_config(backbone, preset, method, part, given, where)) for part in parts]
 
 
-def parse_spec(spec, backbone: str) -> PeftSpec:
-    """Parse spec text (or pass through a :class:`PeftSpec`) for ``backbone``.
+def parse_spec(spec, backbone: str, preset=None) -> PeftSpec:
+    """Parse spec text (or pass through a :class:`PeftSpec`) for ``backbone``; omitted
+    arguments take the values for model ``preset`` ("paper", "cpu"; None: the paper's).
 
     Raises :class:`PetiteError` (one line) for an unknown backbone, method, part or argument,
     a bad value (e.g. rank 0), a part the method cannot act on, a method given twice for
@@ -183,7 +185,7 @@ def parse_spec(spec, backbone: str) -> PeftSpec:
     source = PRESETS[text][backbone] if text in PRESETS else text
     terms: List[PeftTerm] = []
     for piece in _split_terms(source):
-        terms.extend(_parse_term(piece, backbone, str(spec)))
+        terms.extend(_parse_term(piece, backbone, preset, str(spec)))
     seen, prompted = set(), {}
     for term in terms:
         if (term.method, term.part) in seen:

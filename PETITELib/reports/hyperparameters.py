@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..hyperparameters import (BATCH_SIZE, CROPS_PER_SUBJECT, DEVIATIONS, FINETUNING, METHOD_ARGUMENTS, OPTIMIZER,
-                               PRESETS, PRETRAINING, TABLE3)
+                               PRESET_METHOD_ARGUMENTS, PRESETS, PRETRAINING, TABLE3)
 
 BACKBONES = (("unetr", "UNETR"), ("cvtgan", "CvT-GAN"))
 COLUMN_NAMES = {"full": "Full-FT", "layernorm": "LayerNorm", "bitfit": "BitFit", "lora": "LoRA",
@@ -61,6 +61,11 @@ def hyperparameter_tables(root: Path) -> str:
         cells = [_arguments(METHOD_ARGUMENTS[backbone][method][part])
                  for backbone, _ in BACKBONES for part in ("encoder", "decoder")]
         lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
+    lines += [""] + [f"In the `{preset}` model preset, {dict(BACKBONES)[backbone]}'s `{method}` starts from "
+                     + ", ".join(f"{_arguments(arguments)} ({part})" for part, arguments in parts.items())
+                     + " instead (see the deviations below)."
+                     for preset, backbones in PRESET_METHOD_ARGUMENTS.items()
+                     for backbone, methods in backbones.items() for method, parts in methods.items()]
     lines += ["", "**Presets**: " + "; ".join(f"`{name}` = `{specs[backbone]}` ({title})"
                                               for name, specs in PRESETS.items() for backbone, title in BACKBONES) + ".",
               "", f"**Training settings** per job and preset (batch {BATCH_SIZE}, {CROPS_PER_SUBJECT} random "
