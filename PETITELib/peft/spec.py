@@ -117,14 +117,13 @@ def _parse_arguments(text: str, where: str) -> Dict[str, object]:
     return arguments
 
 
-def _make_config(backbone: str, preset, method: str, part: str, given: Dict[str, object], where: str):
+def _make_config(backbone: str, method: str, part: str, defaults: dict, given: Dict[str, object], where: str):
     config_type = METHODS[method].config_type
     names = [f.name for f in fields(config_type)]
     unknown = sorted(set(given) - set(names))
     if unknown:
         allowed = ", ".join(names) if names else "none"
         raise PetiteError(f"{where}: {method} has no argument '{unknown[0]}' (arguments: {allowed})")
-    defaults = method_arguments(backbone, method, part, preset)
     values = {**defaults, **given}
     if method == "lora":
         values.setdefault("alpha", values["r"])
@@ -162,7 +161,7 @@ def _parse_term(text: str, backbone: str, preset, spec_text: str) -> List[PeftTe
         if defaults[parts[0]] is None:
             raise PetiteError(f"{where}: {backbone}'s {parts[0]} has no layers {method} can act on")
     given = _parse_arguments(match["args"] or "", where)
-    return [PeftTerm(method, part, _make_config(backbone, preset, method, part, given, where)) for part in parts]
+    return [PeftTerm(method, part, _make_config(backbone, method, part, defaults[part], given, where)) for part in parts]
 
 
 def parse_spec(spec, backbone: str, preset=None) -> PeftSpec:
