@@ -231,7 +231,7 @@ def pretrain(cohort_dir, *, out, resume: bool = False, overwrite: bool = False,
 
 def simulate(out_dir, scanners: Sequence = (1, 2, 3, 4, 5), **options) -> List[Path]:
     """Simulate a cohort under ``out_dir`` (see :func:`PETITELib.data.simulator.simulate_cohort`
-    for ``subjects``, ``seed``, ``mode``, ``jobs``, ``overwrite``, ``progress``, ``cancel``).
+    for ``subjects``, ``seed``, ``mode``, ``jobs``, ``overwrite``, ``resume``, ``progress``, ``cancel``).
     Before any work: ``out_dir`` is tried and locked, and a scanner folder that is a link is
     refused (``overwrite`` replaces scanner folders and will not follow a link out of ``out_dir``)."""
     from .data.scanners import Scanner, get_scanner

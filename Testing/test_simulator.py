@@ -131,6 +131,58 @@ def test_refuses_to_overwrite_and_replaces_only_simulator_output(cohort, tmp_pat
     assert json.loads((target / "scanner5" / "scanner.json").read_text())["seed"] == 4
 
 
+def _interrupted_after_first_subject(out, scanners):
+    """Run simulate_cohort(out, scanners, subjects=2, seed=1, fast) and cancel it once sub-001 is
+    written on every scanner; returns the cohort's sub-001 files' inode and mtime."""
+    token = CancelToken()
+
+    def progress(event):  # the last scan of sub-001 (scanner 5) is reported: stop before sub-002
+        if event.message == "sub-001 scanner5":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        simulate_cohort(out, scanners=scanners, subjects=2, seed=1, mode="fast", progress=progress, cancel=token)
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(out.rglob("sub-001/*.nii.gz"))}
+
+
+@pytest.mark.parametrize("scanners,jobs", [((1, 5), 1), ((5,), 2)])
+def test_an_interrupted_run_resumes_to_the_same_files_without_redoing_finished_subjects(cohort, tmp_path,
+                                                                                       scanners, jobs):
+    out = tmp_path / "cohort"
+    first = _interrupted_after_first_subject(out, scanners)  # then resumed in this process or in a pool
+    assert len(first) == len(scanners) * len(FILES) and not (out / "scanner5" / "scanner.json").exists()
+    record = json.loads((out / "scanner5" / ".simulate-progress.json").read_text())
+    assert (record["mode"], record["seed"], sorted(record["finished"])) == ("fast", 1, ["sub-001"])
+    (out / "scanner5" / "sub-002").mkdir(exist_ok=True)  # a subject cut off half-written is redone
+    (out / "scanner5" / "sub-002" / "short.nii.gz").write_bytes(b"cut off")
+    with pytest.raises(PetiteError, match=r"already exists \(use --overwrite to replace it, or "
+                                          r"--resume to continue that interrupted run\)"):
+        simulate_cohort(out, scanners=scanners, subjects=2, seed=1, mode="fast")
+    events = []
+    simulate_cohort(out, scanners=scanners, subjects=2, seed=1, mode="fast", jobs=jobs, resume=True,
+                    progress=events.append)
+    assert "1 subject(s) kept from the interrupted run" in events[0].message
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in first} == first  # not written again
+    for name in (f"scanner{k}" for k in scanners):  # a scanner's files do not depend on the others
+        expected = cohort[0] / name
+        assert _files(out / name) == _files(expected)
+        for relative in _files(expected):
+            assert (out / name / relative).read_bytes() == (expected / relative).read_bytes(), relative
+    assert not (out / "scanner5" / ".simulate-progress.json").exists()
+
+
+def test_resume_refuses_another_seed_and_a_finished_folder_unless_overwrite(tmp_path):
+    out = tmp_path / "cohort"
+    _interrupted_after_first_subject(out, (5,))
+    with pytest.raises(PetiteError, match=r"scanner5: holds an unfinished simulation with seed 1 in fast mode; "
+                                          r"resume it with that --seed and --mode, or use --overwrite"):
+        simulate_cohort(out, scanners=(5,), subjects=2, seed=2, mode="fast", resume=True)
+    simulate_cohort(out, scanners=(5,), subjects=1, seed=2, mode="fast", resume=True, overwrite=True)
+    assert json.loads((out / "scanner5" / "scanner.json").read_text())["seed"] == 2
+    with pytest.raises(PetiteError, match=r"scanner5: already exists \(use --overwrite to replace it\)"):
+        simulate_cohort(out, scanners=(5,), subjects=1, seed=2, mode="fast", resume=True)
+
+
 def test_bad_arguments_and_cancel(tmp_path):
     with pytest.raises(PetiteError, match="--subjects"):
         simulate_cohort(tmp_path / "x", scanners=(5,), subjects=0, mode="fast")
@@ -153,6 +205,8 @@ def test_cli_simulate_and_one_line_errors(tmp_path, capsys):
     assert main(args) == 2
     error = capsys.readouterr().err.strip()
     assert error == f"petite: error: {out / 'scanner5'}: already exists (use --overwrite to replace it)"
+    assert main(args + ["--resume"]) == 2  # a finished run has nothing to resume
+    assert capsys.readouterr().err.strip() == error
     assert main(args[:4] + ["9"]) == 2
     assert "--scanners: unknown scanner '9'" in capsys.readouterr().err
 

@@ -31,6 +31,9 @@ def register(subparsers) -> None:
                              "needs); truth, activity and labels stay NIfTI")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing DIR/scanner<k> folders and DIR/montage.png")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a run into DIR that was interrupted: with the same --seed and --mode, "
+                             "the subjects it finished are kept and only the rest are simulated")
     parser.set_defaults(func=run)
 
 
@@ -43,7 +46,8 @@ def run(args) -> int:
     start = time.perf_counter()
     try:
         folders = simulate(args.out, scanners=scanners, subjects=args.subjects, seed=args.seed, mode=args.mode,
-                           jobs=args.jobs, overwrite=args.overwrite, progress=progress)
+                           jobs=args.jobs, overwrite=args.overwrite, resume=args.resume,
+                           progress=progress)
     finally:
         progress.close()
     if args.format == "dicom":

@@ -299,7 +299,7 @@ class _Bench:
         if simulated_cohort_ready(folder, self.plan.simulate_mode, seed, subjects):
             return folder
         simulate_cohort(self.work / "data" / name, scanners=[scanner], subjects=subjects, seed=seed,
-                        mode=self.plan.simulate_mode, jobs=self.plan.jobs, overwrite=True,
+                        mode=self.plan.simulate_mode, jobs=self.plan.jobs, overwrite=True, resume=True,
                         progress=self.progress, cancel=self.cancel)
         return folder
 

@@ -157,7 +157,7 @@ def run_recipe_step(step: Step, work: Path, recipe: ZooRecipe, cancel) -> None:
         if all(simulated_cohort_ready(out / f"scanner{k}", value["--mode"], int(value["--seed"]),
                                       int(value["--subjects"])) for k in value["--scanners"].split(",")):
             return
-        run_child([*arguments, "--overwrite"], cancel)
+        run_child([*arguments, "--overwrite", "--resume"], cancel)  # keeps an interrupted run's subjects
         return
     out = _out_path(step, work)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -194,7 +194,7 @@ def run_federated_bench(setup: BenchSetup, out, work=None, overwrite: bool = Fal
     cohort = data_root / f"scanner{setup.scanner}"
     if not simulated_cohort_ready(cohort, setup.mode, setup.seed, total):
         simulate_cohort(data_root, scanners=[setup.scanner], subjects=total, seed=setup.seed, mode=setup.mode,
-                        overwrite=True)
+                        overwrite=True, resume=True)
     shares = share_out([s.subject_id for s in load_cohort(cohort).subjects], setup)
     cohorts = work / "cohorts"
     sites = {name: link_cohort(cohort, ids, cohorts / name) for name, ids in shares["sites"].items()}

@@ -12,6 +12,8 @@ Layout under ``out_dir``::
 
 Volumes are written atomically with deterministic bytes, so the same seed gives byte-identical
 files whatever ``jobs`` is. ``scanner.json`` is written last: a folder without it is incomplete.
+Until then ``scanner<k>/.simulate-progress.json`` lists the subjects finished so far (mode, seed
+and their records), so an interrupted run can be resumed (``resume=True``) without redoing them.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import multiprocessing
 import re
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -38,6 +40,7 @@ from .template import LABELS
 
 VOLUMES = ("short", "long", "truth", "activity", "labels")
 MONTAGE_NAME = "montage.png"
+PROGRESS_NAME = ".simulate-progress.json"  # an unfinished scanner folder's finished subjects
 _SUBJECT_FOLDER = re.compile(r"sub-\d{3,}$")
 _POLL_S = 0.5
 
@@ -53,7 +56,7 @@ def _foreign_entry(folder: Path) -> Optional[Path]:
     """The first path in ``folder`` that this simulator does not write, or None."""
     allowed = {f"{name}.nii.gz" for name in VOLUMES} | {"short", "long"}  # (DICOM series: --format dicom)
     for entry in sorted(folder.iterdir()):
-        if entry.name == "scanner.json" or entry.name.endswith(".tmp"):
+        if entry.name in ("scanner.json", PROGRESS_NAME) or entry.name.endswith(".tmp"):
             continue
         if not (entry.is_dir() and _SUBJECT_FOLDER.match(entry.name)):
             return entry
@@ -63,23 +66,84 @@ def _foreign_entry(folder: Path) -> Optional[Path]:
     return None
 
 
-def _prepare(out_dir: Path, folders: Sequence[Path], overwrite: bool) -> None:
-    """Refuse existing outputs unless ``overwrite``; then remove old scanner folders to replace them."""
+def _progress_record(folder: Path) -> Optional[dict]:
+    """The progress record of an unfinished scanner folder, or None (finished, foreign or unreadable)."""
+    path = folder / PROGRESS_NAME
+    if (folder / "scanner.json").exists() or not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        return record if isinstance(record, dict) and isinstance(record.get("finished"), dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _write_progress(folder: Path, mode: str, seed: int, finished: Dict[int, dict]) -> None:
+    """Record in ``folder`` the subjects finished so far: {subject index: that scanner's info}."""
+    record = {"mode": mode, "seed": seed,
+              "finished": {subject_name(index): info for index, info in sorted(finished.items())}}
+    atomic_write_bytes(folder / PROGRESS_NAME, (json.dumps(record, allow_nan=False) + "\n").encode("utf-8"),
+                       overwrite=True)
+
+
+def _resumable(folder: Path, mode: str, seed: int, overwrite: bool) -> Optional[dict]:
+    """The progress record of ``folder`` if it is an unfinished run with ``mode`` and ``seed``;
+    None if there is none (or it differs and ``overwrite`` replaces the folder anyway)."""
+    record = _progress_record(folder)
+    if record is None or (record.get("mode"), record.get("seed")) == (mode, seed):
+        return record
+    if overwrite:
+        return None
+    raise PetiteError(f"{folder}: holds an unfinished simulation with seed {record.get('seed')} in "
+                      f"{record.get('mode')} mode; resume it with that --seed and --mode, or use --overwrite")
+
+
+def _prepare(out_dir: Path, folders: Sequence[Path], scanner_ids: Sequence[int], subjects: int, mode: str,
+             seed: int, overwrite: bool, resume: bool) -> Dict[int, Dict[int, dict]]:
+    """Refuse existing outputs unless ``overwrite`` (or, with ``resume``, an unfinished run with the
+    same mode and seed); remove old scanner folders to replace them, and from resumed ones every
+    subject not finished on all scanners. Returns the finished subjects: {index: {scanner id: info}}."""
     if out_dir.exists() and not out_dir.is_dir():
         raise PetiteError(f"{out_dir}: exists and is not a folder")
     existing = [f for f in folders if f.exists()]
-    blocking = existing + [p for p in [out_dir / MONTAGE_NAME] if p.exists()]
-    if blocking and not overwrite:
-        raise PetiteError(f"{blocking[0]}: already exists (use --overwrite to replace it)")
     for folder in existing:
         if not folder.is_dir():
             raise PetiteError(f"{folder}: exists and is not a folder")
+    records = {f: _resumable(f, mode, seed, overwrite) for f in existing} if resume else {}
+    resumed = [f for f in existing if records.get(f) is not None]
+    blocking = [f for f in existing if f not in resumed] + [p for p in [out_dir / MONTAGE_NAME] if p.exists()]
+    if blocking and not overwrite:
+        unfinished = not resume and blocking[0].is_dir() and _progress_record(blocking[0]) is not None
+        hint = "use --overwrite to replace it" + (", or --resume to continue that interrupted run" if unfinished else "")
+        raise PetiteError(f"{blocking[0]}: already exists ({hint})")
+    for folder in existing:
         foreign = _foreign_entry(folder)
         if foreign is not None:
             raise PetiteError(f"{folder}: holds {foreign.name}, which petite simulate did not write; "
                               "remove the folder yourself")
+    finished: Dict[int, Dict[int, dict]] = {}
+    if resumed and len(resumed) == len(folders):
+        for index in range(subjects):
+            infos = {scanner_id: records[folder]["finished"].get(subject_name(index))
+                     for scanner_id, folder in zip(scanner_ids, folders)}
+            written = all((folder / subject_name(index) / f"{name}.nii.gz").is_file()
+                          for folder in folders for name in VOLUMES)
+            if written and all(isinstance(info, dict) for info in infos.values()):
+                finished[index] = infos
+    kept = {subject_name(index) for index in finished}
     for folder in existing:
-        shutil.rmtree(folder)
+        if folder not in resumed:
+            shutil.rmtree(folder)
+            continue
+        for entry in folder.iterdir():
+            if entry.is_dir() and entry.name not in kept:
+                shutil.rmtree(entry)
+            elif entry.name.endswith(".tmp"):
+                entry.unlink()
+    for scanner_id, folder in zip(scanner_ids, folders):
+        if folder in resumed:  # the record now lists exactly the subjects kept
+            _write_progress(folder, mode, seed, {index: infos[scanner_id] for index, infos in finished.items()})
+    return finished
 
 
 def _simulate_and_write(out_dir: str, subject_index: int, scanner_ids: Sequence[int], seed: int,
@@ -183,12 +247,16 @@ def _write_montage(out_dir: Path, scanners: Sequence[Scanner], overwrite: bool) 
                         spacing=(1.0, 1.0, 1.0), overwrite=overwrite)
 
 
-def _run_parallel(tasks, jobs: int, progress, cancel, per_task: int, total: int) -> List[Dict[int, dict]]:
-    """Run subject tasks in ``jobs`` spawned processes; returns their results in task order."""
-    results: Dict[int, Dict[int, dict]] = {}
+def _run_parallel(tasks: Dict[int, tuple], jobs: int, progress, cancel, per_task: int, total: int,
+                  record: Callable[[int, Dict[int, dict]], None]) -> None:
+    """Run subject tasks ({index: task}) in ``jobs`` spawned processes, handing each result to
+    ``record(index, result)`` as it arrives."""
+    if not tasks:
+        return
+    done = total // per_task - len(tasks)
     context = multiprocessing.get_context("spawn")
     with context.Pool(jobs) as pool:
-        pending = {i: pool.apply_async(_worker, (task,)) for i, task in enumerate(tasks)}
+        pending = {index: pool.apply_async(_worker, (task,)) for index, task in tasks.items()}
         while pending:
             try:
                 check_cancel(cancel)
@@ -197,18 +265,17 @@ def _run_parallel(tasks, jobs: int, progress, cancel, per_task: int, total: int)
                 raise
             for index, result in list(pending.items()):
                 if result.ready():
-                    results[index] = result.get()
+                    record(index, result.get())
                     del pending[index]
-                    report(progress, "simulate", len(results) * per_task, total,
-                           f"{subject_name(index)} done")
+                    done += 1
+                    report(progress, "simulate", done * per_task, total, f"{subject_name(index)} done")
             if pending:
                 next(iter(pending.values())).wait(_POLL_S)
-    return [results[i] for i in range(len(tasks))]
 
 
 def simulate_cohort(out_dir, scanners: Sequence = (1, 2, 3, 4, 5), subjects: int = 10,
                     seed: int = 0, mode: str = "full", jobs: int = 1, overwrite: bool = False,
-                    progress: Optional[ProgressCallback] = None,
+                    resume: bool = False, progress: Optional[ProgressCallback] = None,
                     cancel: Optional[CancelToken] = None) -> List[Path]:
     """Simulate ``subjects`` subjects on each scanner and write them under ``out_dir``.
 
@@ -217,7 +284,10 @@ def simulate_cohort(out_dir, scanners: Sequence = (1, 2, 3, 4, 5), subjects: int
     mode: ``"full"`` (physics + OSEM, seconds to tens of seconds per scan) or ``"fast"``
     (image-domain surrogate, for tests). An existing ``out_dir/scanner<k>`` or montage is
     refused unless ``overwrite`` (then the old scanner folder is removed first, provided it
-    holds only simulator output). Returns the written scanner folders, in scanner order.
+    holds only simulator output). ``resume``: a scanner folder that an interrupted run with the
+    same ``mode`` and ``seed`` left unfinished keeps the subjects it finished (on every scanner
+    asked for) and only the rest are simulated; the files are the same as an uninterrupted run's.
+    Returns the written scanner folders, in scanner order.
     """
     require("sim", "petite simulate")
     seed, mode = check_seed(seed), check_mode(mode)
@@ -228,23 +298,30 @@ def simulate_cohort(out_dir, scanners: Sequence = (1, 2, 3, 4, 5), subjects: int
     scanner_objects = [get_scanner(i) for i in scanner_list]
     out_dir = Path(out_dir)
     folders = [out_dir / s.name for s in scanner_objects]
-    _prepare(out_dir, folders, overwrite)
-
     total = subjects * len(scanner_list)
-    report(progress, "simulate", 0, total, f"{mode} mode")
+    finished = _prepare(out_dir, folders, scanner_list, subjects, mode, seed, overwrite, resume)
+    report(progress, "simulate", len(finished) * len(scanner_list), total,
+           f"{mode} mode" + (f", {len(finished)} subject(s) kept from the interrupted run" if finished else ""))
+
+    def record(index: int, infos: Dict[int, dict]) -> None:  # after each subject: resumable from here
+        finished[index] = infos
+        for scanner, folder in zip(scanner_objects, folders):
+            _write_progress(folder, mode, seed, {i: done[scanner.id] for i, done in finished.items()})
+
+    pending = [index for index in range(subjects) if index not in finished]
     if jobs == 1:
-        results = []
-        for index in range(subjects):
+        for index in pending:
             check_cancel(cancel)
-            results.append(_simulate_and_write(str(out_dir), index, scanner_list, seed, mode, cancel,
-                                               progress, index * len(scanner_list), total))
+            record(index, _simulate_and_write(str(out_dir), index, scanner_list, seed, mode, cancel,
+                                              progress, len(finished) * len(scanner_list), total))
     else:
-        tasks = [(str(out_dir), index, scanner_list, seed, mode) for index in range(subjects)]
-        results = _run_parallel(tasks, min(jobs, subjects), progress, cancel, len(scanner_list), total)
+        tasks = {index: (str(out_dir), index, scanner_list, seed, mode) for index in pending}
+        _run_parallel(tasks, min(jobs, max(len(tasks), 1)), progress, cancel, len(scanner_list), total, record)
 
     for scanner, folder in zip(scanner_objects, folders):
-        record = scanner_record(scanner, mode, seed, [r[scanner.id] for r in results])
-        text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+        document = scanner_record(scanner, mode, seed, [finished[i][scanner.id] for i in range(subjects)])
+        text = json.dumps(document, indent=2, allow_nan=False) + "\n"
         atomic_write_bytes(folder / "scanner.json", text.encode("utf-8"))
+        (folder / PROGRESS_NAME).unlink(missing_ok=True)
     _write_montage(out_dir, scanner_objects, overwrite)
     return folders
