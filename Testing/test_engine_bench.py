@@ -237,9 +237,11 @@ def _scores(psnr, subjects=("sub-013", "sub-014", "sub-015")):
 
 
 def test_the_kept_rate_is_the_best_on_validation_even_when_another_run_scores_better_on_the_test_subjects(tmp_path):
+    from dataclasses import replace
+
     from PETITELib.engine.bench import ledger_config
     from PETITELib.engine.bench_ledger import BenchLedger
-    from PETITELib.peft import base_model_sha256
+    from PETITELib.peft import base_model_sha256, parse_spec
 
     base = _tiny_base(tmp_path)
     plan = _ledger_plan(base, methods=("full", "petite"))
@@ -249,8 +251,9 @@ def test_the_kept_rate_is_the_best_on_validation_even_when_another_run_scores_be
     ledger.set_baseline(4, {"input": _scores(25.0), "no-ft": _scores(28.0)})
     for method in plan.methods:  # the first rate validates worse but scores far better on the test subjects
         low, high = plan.sweep(method)
-        ledger.add_run(4, method, low, {**_training([[1, 26.0]]), "percent": 1.0}, {}, _scores(77.777))
-        ledger.add_run(4, method, high, {**_training([[1, 26.5]]), "percent": 1.0},
+        spec = "full" if method == "full" else parse_spec(method, "cvtgan", "cpu").canonical
+        ledger.add_run(4, method, low, {**_training([[1, 26.0]]), "percent": 1.0, "spec": spec}, {}, _scores(77.777))
+        ledger.add_run(4, method, high, {**_training([[1, 26.5]]), "percent": 1.0, "spec": spec},
                        {"process_peak_rss_mb": 99.0}, _scores(29.0))
     # every run is in the ledger: the result is assembled from it, nothing is simulated or trained
     result = run_bench(plan, tmp_path / "r.json", work=tmp_path / "work")
@@ -266,6 +269,17 @@ def test_the_kept_rate_is_the_best_on_validation_even_when_another_run_scores_be
         assert "77.7" not in text and "77.8" not in text  # the runs not kept are never reported
     assert [s["machine"]["platform"] for s in result["sessions"]][0] == "another machine"
     assert len(result["sessions"]) == 2 and "over 2 sessions resumed from" in (tmp_path / "r.md").read_text()
+    # a plan with a method fewer (or more) resumes from the same ledger and keeps its runs
+    fewer = run_bench(replace(plan, methods=("petite",)), tmp_path / "r.json", work=tmp_path / "work", overwrite=True)
+    assert set(fewer["methods"]) == {"input", "no-ft", "petite"} and fewer["methods"]["petite"]["psnr"] == pytest.approx(29.1)
+    assert json.loads((tmp_path / "r.ledger.json").read_text())["config"]["methods"] == ["petite"]
+    # a run that trained another spec than its method means now (a preset changed) is refused
+    content = json.loads((tmp_path / "r.ledger.json").read_text())
+    content["targets"]["4"]["runs"][-1]["training"]["spec"] = "enc=lora(alpha=4,r=4)"
+    (tmp_path / "r.ledger.json").write_text(json.dumps(content))
+    with pytest.raises(PetiteError, match=r"r\.ledger\.json: its petite run on scanner 4 at [0-9.e-]+ trained "
+                                          r"'enc=lora\(alpha=4,r=4\)', but petite is now 'enc=vpt"):
+        run_bench(plan, tmp_path / "r.json", work=tmp_path / "work", overwrite=True)
 
 
 def test_a_ledger_of_another_plan_or_base_is_refused_in_one_line_naming_it(tmp_path, capsys):
@@ -365,12 +379,12 @@ def test_a_bench_interrupted_resumes_from_its_ledger_alone_without_the_work_fold
         lr = float(next(a for a in arguments if a.startswith("--lr=")).split("=")[1])
         trained.append(lr)
         model = load_base(arguments[arguments.index("--base") + 1], torch.device("cpu")).model
-        apply_peft(model, "petite")
+        spec = apply_peft(model, "petite")
         torch.manual_seed(len(trained))
         with torch.no_grad():
             for parameter in (p for p in model.parameters() if p.requires_grad):
                 parameter.add_(torch.randn_like(parameter) * lr)
-        save_adapter(out, model, training={**_training([[1, 20.0 + lr]]), "spec": "petite", "percent": 0.3})
+        save_adapter(out, model, training={**_training([[1, 20.0 + lr]]), "spec": spec.canonical, "percent": 0.3})
         return {"process_peak_rss_mb": 1.0}
 
     monkeypatch.setattr("PETITELib.engine.bench.train_in_child", stand_in)

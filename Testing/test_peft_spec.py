@@ -18,7 +18,7 @@ def test_the_cpu_cvtgan_takes_rank_4_where_the_paper_takes_8():
     assert parse_spec("petite", "cvtgan", "cpu").canonical == "enc=vpt(tokens=0/8/32)+dec=lora(alpha=4,r=4)+bitfit"
     assert parse_spec("petite", "cvtgan", "paper").canonical == "enc=vpt(tokens=0/8/32)+dec=lora(alpha=8,r=8)+bitfit"
     assert parse_spec("dec=lora(r=8)", "cvtgan", "cpu").canonical == "dec=lora(alpha=8,r=8)"
-    assert parse_spec("petite", "unetr", "cpu") == parse_spec("petite", "unetr")
+    assert parse_spec("dec=lora", "unetr", "cpu") == parse_spec("dec=lora", "unetr")  # UNETR keeps the paper's rank
     assert any("cpu CvT-GAN" in d.setting for d in DEVIATIONS)
 
 
@@ -88,8 +88,9 @@ def test_supplementary_table_3_defaults():
     assert default_hyperparameters("unetr", "vpt").learning_rate == 1e-2
     assert default_hyperparameters("cvtgan", "ssf").weight_decay == 1e-6
     assert default_hyperparameters("cvtgan", "vpt").learning_rate == 1e-3
-    for backbone in BACKBONES:  # gvpt, our gated VPT, trains with VPT's column
+    for backbone in BACKBONES:  # gvpt, our gated VPT, trains with VPT's column; fullres with Full-FT's
         assert default_hyperparameters(backbone, "gvpt") == default_hyperparameters(backbone, "vpt")
+        assert default_hyperparameters(backbone, "fullres") == default_hyperparameters(backbone, "full")
     assert default_hyperparameters("unetr", "full").warmup_fraction == WARMUP_COSINE > 0  # "WarmupCosine"
     petite = default_hyperparameters("unetr", "petite")
     assert (petite.learning_rate, petite.weight_decay, petite.warmup_fraction) == (1e-3, 1e-5, 0.0)
@@ -98,7 +99,7 @@ def test_supplementary_table_3_defaults():
     assert default_hyperparameters("cvtgan", "full").paper_optimizer == "Adam" and OPTIMIZER == "AdamW"
     assert any(d.setting == "optimizer, CvT-GAN Full-FT" and d.paper.startswith("Adam ") for d in DEVIATIONS)
     for backbone in BACKBONES:
-        for method in METHODS:
+        for method in (m for m in METHODS if m != "fullres"):
             column = default_hyperparameters(backbone, method)
             assert column.paper_optimizer == OPTIMIZER and column.warmup_fraction == 0.0
 
@@ -113,3 +114,19 @@ def test_finetuning_settings_take_the_preset_epochs_and_the_method_column():
     assert (full.epochs, full.warmup_fraction, full.val_every) == (12, WARMUP_COSINE, 4)
     assert finetune_defaults("cvtgan", "cpu", "ssf").weight_decay == 1e-6
     assert (pretrain_defaults("cvtgan", "paper").lr, pretrain_defaults("unetr", "paper").epochs) == (2e-4, 1000)
+
+
+def test_the_cpu_unetr_petite_adds_full_resolution_tuning_and_stays_under_one_percent():
+    """That base barely uses its ViT (docs/benchmarks/gain-by-layers-unetr-cpu.json), so its
+    PETITE also trains the full-resolution layers; the paper preset keeps the paper's mix."""
+    from PETITELib.backbones import build_backbone
+    from PETITELib.peft import apply_peft, count_parameters
+
+    assert parse_spec("petite", "unetr", "cpu").canonical == "enc=lora(alpha=4,r=4)+dec=fullres+dec=ssf+bitfit"
+    assert parse_spec("petite", "unetr", "paper").canonical == parse_spec("petite", "unetr").canonical \
+        == "enc=lora(alpha=4,r=4)+dec=ssf+bitfit"
+    model = build_backbone("unetr", "cpu")
+    apply_peft(model, "petite")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n, _ in model.named_parameters() if n.startswith(("encoder1.", "decoder2.", "out."))} <= trainable
+    assert 0.5 < count_parameters(model).percent < 1.0

@@ -71,6 +71,8 @@ class PartSites:
     select norm layers and biases under them).
     lora, adapters, ssf, prompt_stages: the sites of the additive methods; ``ssf`` names
     Linear, Conv, transposed-Conv and normalisation layers whose output is scaled and shifted.
+    full_resolution: the layers that read or write the full-resolution volume, which the
+    ``fullres`` method trains outright.
     """
 
     prefixes: Tuple[str, ...]
@@ -78,6 +80,7 @@ class PartSites:
     adapters: Tuple[AdapterSite, ...] = ()
     ssf: Tuple[str, ...] = ()
     prompt_stages: Tuple[PromptStage, ...] = ()
+    full_resolution: Tuple[str, ...] = ()
 
     def owns(self, name: str) -> bool:
         """True when the dotted parameter/module ``name`` belongs to this part."""

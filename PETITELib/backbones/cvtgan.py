@@ -108,7 +108,9 @@ class CvTGANGenerator(BackboneMixin, nn.Module):
         """Per part, the transformer stages' sites: LoRA on each attention's q and k Linear
         projections, adapters after each MLP, SSF after every LayerNorm (token embedding and
         blocks), every q/k/v BatchNorm, every attention output and every MLP output; VPT slots
-        on every stage. The stem and head convolutions are reached only by BitFit."""
+        on every stage. The stem and head convolutions are reached by BitFit, and those that
+        read or write the full-resolution volume (the stem; the head's last upsampling and
+        output conv) by ``fullres``."""
         parts = {}
         for part in ("encoder", "decoder"):
             stages = {name: stage for name, stage in self._stages().items() if name.startswith(part)}
@@ -123,8 +125,10 @@ class CvTGANGenerator(BackboneMixin, nn.Module):
                     ssf += [f"{block}.norm1", *(f"{attention}.conv_{x}.1" for x in "qkv"),
                             f"{attention}.proj_out", f"{block}.norm2", f"{block}.mlp.fc2"]
                 prompts.append(PromptStage(name, tuple(stage.attention_names(name)), width, stage.num_heads))
+            full_resolution = {"encoder": ("encoder.stem",), "decoder": ("decoder.head.up0", "decoder.head.out")}
             parts[part] = PartSites(prefixes=(f"{part}.",), lora=tuple(lora), adapters=tuple(adapters),
-                                    ssf=tuple(ssf), prompt_stages=tuple(prompts))
+                                    ssf=tuple(ssf), prompt_stages=tuple(prompts),
+                                    full_resolution=full_resolution[part])
         return parts
 
 

@@ -147,9 +147,9 @@ class UNETRBackbone(BackboneMixin, UNETR):
         MLP, SSF after patch embedding, both norms, attention and MLP of every block and the
         final norm, VPT from block 2 on). Decoder: the CNN paths (LoRA on every convolution,
         adapters after every residual conv block, SSF after every norm and after every
-        convolution that does not feed a norm, i.e. the transposed convs and the output conv).
-        SSF after a convolution that feeds InstanceNorm would be undone by the norm, so there
-        is none."""
+        convolution that does not feed a norm, i.e. the transposed convs and the output conv;
+        full resolution: ``encoder1``, ``decoder2`` and ``out``). SSF after a convolution that
+        feeds InstanceNorm would be undone by the norm, so there is none."""
         hidden = self.size.hidden_size
         blocks = [f"vit.blocks.{i}" for i in range(len(self.vit.blocks))]
         encoder = PartSites(
@@ -174,6 +174,7 @@ class UNETRBackbone(BackboneMixin, UNETR):
             ssf=tuple(name for name, module in decoder_modules
                       if isinstance(module, (nn.InstanceNorm3d, nn.ConvTranspose3d))
                       or name == "out.conv.conv"),
+            full_resolution=("encoder1", "decoder2", "out"),
         )
         return {"encoder": encoder, "decoder": decoder}
 

@@ -91,7 +91,7 @@ def register(subparsers) -> None:
                                      "name; default: the shipped base model (see 'petite zoo list')")
     fine.add_argument("--cohort", required=True, help="target-scanner cohort folder")
     fine.add_argument("--peft", default="petite",
-                      help="PEFT spec: petite, full, layernorm, bitfit, lora, adapter, ssf, vpt, gvpt, or a mix "
+                      help="PEFT spec: petite, full, layernorm, bitfit, fullres, lora, adapter, ssf, vpt, gvpt, or a mix "
                            "such as 'enc=lora+dec=ssf+bitfit' (see 'petite methods'); default petite")
     fine.add_argument("--out", required=True, help="adapter file to write (.safetensors)")
     add_seed(fine)

@@ -52,12 +52,12 @@ from .checkpoint import checkpoint_folder
 from .devices import describe_device, select_device
 from .evaluation import evaluate_models
 from .memory import max_rss_mb
-from ..peft import base_model_sha256, default_hyperparameters
+from ..peft import base_model_sha256, default_hyperparameters, parse_spec
 from .model_names import finetuned_model_file
 from .models import describe_weights, load_for_inference
 from .reports import bench_curves_png, bench_plot_png, bench_table, write_json
 
-BENCH_METHODS = ("full", "layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "gvpt", "petite")
+BENCH_METHODS = ("full", "layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "gvpt", "fullres", "petite")
 METRIC_KEYS = ("psnr", "ssim", "nrmse", "psnr_whole", "ssim_whole", "nrmse_whole",
                "psnr_truth", "ssim_truth", "nrmse_truth") + REGIONAL_KEYS
 
@@ -539,9 +539,12 @@ def _run_target(bench: "_Bench", scanner: int, rates: Dict[str, List[float]], to
     """Fine-tune and score every run of one target that its ledger lacks: ``rates`` {method:
     [peak learning rates]}. Scores the input and No-FT once, then each run right after its
     training, on the target's held-out subjects; the ledger is saved after every step, and a
-    target whose runs and scores are all in it is not even simulated."""
+    target whose runs and scores are all in it is not even simulated. A ledger run that trained
+    another spec than its method means now is refused."""
     plan, ledger = bench.plan, bench.ledger
     runs = [(method, lr) for method, lrs in rates.items() for lr in lrs]
+    for method, lr in runs:
+        _check_run_spec(ledger, scanner, method, lr, plan)
     if ledger.baseline(scanner) is not None and all(ledger.run(scanner, m, lr) for m, lr in runs):
         bench.step(f"scanner {scanner}: every run and score is in the ledger {ledger.path.name}", 2 + len(runs))
         return
@@ -562,6 +565,19 @@ def _run_target(bench: "_Bench", scanner: int, rates: Dict[str, List[float]], to
             model = bench.model(scanner, method, lr)
             scored = _score(bench, test_subjects, torch_device, method, model)
             ledger.add_run(scanner, method, lr, describe_weights(model)["training"], process, scored[method])
+
+
+def _check_run_spec(ledger: BenchLedger, scanner: int, method: str, lr: float, plan: BenchPlan) -> None:
+    """Refuse (one-line PetiteError naming the ledger) a ledger run of ``method`` that trained
+    another PEFT spec than ``method`` means now (e.g. a preset changed since)."""
+    run = ledger.run(scanner, method, lr)
+    if run is None:
+        return
+    spec = "full" if method == "full" else parse_spec(method, plan.backbone, plan.preset).canonical
+    recorded = run["training"].get("spec")
+    if recorded != spec:
+        raise PetiteError(f"{ledger.path}: its {method} run on scanner {scanner} at {lr:g} trained '{recorded}', "
+                          f"but {method} is now '{spec}'; give another --ledger, or remove that run")
 
 
 def _target_result(bench: "_Bench", scanner: int, chosen: Dict[str, tuple]) -> dict:

@@ -37,6 +37,11 @@ TRAINING_KEYS = ("spec", "percent", "epochs", "best_epoch", "history", "val_metr
 SCORE_KEYS = ("per_subject", "mean", "sd", "seconds")  # of one evaluate_models entry (not the regional reports)
 
 
+# Plan fields a ledger may be resumed with changed: runs are kept per (scanner, method, rate), so
+# a plan with a method more (or less) reuses every run it shares; the ledger takes the new lists.
+METHOD_LISTS = ("methods", "secondary_methods")
+
+
 def ledger_file(out) -> Path:
     """The default ledger of benchmark result ``out``: ``<OUT stem>.ledger.json`` beside it."""
     return Path(out).with_name(Path(out).stem + ".ledger.json")
@@ -76,10 +81,12 @@ class BenchLedger:
                               f"reads version {LEDGER_VERSION}")
         theirs = {k: v for k, v in content["config"].items() if k != "base_sha256"}
         differs = [f"{key} {json.dumps(theirs.get(key))} here {json.dumps(config.get(key))}"
-                   for key in sorted(set(theirs) | set(config)) if theirs.get(key) != config.get(key)]
+                   for key in sorted(set(theirs) | set(config))
+                   if key not in METHOD_LISTS and theirs.get(key) != config.get(key)]
         if differs:
             raise PetiteError(f"{path}: the ledger was made for another benchmark plan ({'; '.join(differs)}); "
                               "give another --ledger, or delete it to start afresh")
+        content["config"].update({key: config[key] for key in METHOD_LISTS if key in config})
         return cls(path, content)
 
     @property

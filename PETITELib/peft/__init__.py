@@ -1,7 +1,7 @@
 """Parameter-efficient fine-tuning for PETITE backbones: one registry of the paper's six methods
-(layernorm, bitfit, lora, adapter, ssf, vpt) and our gated VPT (gvpt), Mix-PEFT specs, the
-``petite`` preset, ``full`` fine-tuning, merging, adapter and base-model files, and adapter
-switching.
+(layernorm, bitfit, lora, adapter, ssf, vpt), our gated VPT (gvpt) and full-resolution tuning
+(fullres), Mix-PEFT specs, the ``petite`` preset, ``full`` fine-tuning, merging, adapter and
+base-model files, and adapter switching.
 
 Typical use::
 

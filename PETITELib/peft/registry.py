@@ -11,7 +11,7 @@ from typing import Callable, Dict
 from torch import nn
 
 from ..backbones.base import PartSites
-from . import adapter, bitfit, layernorm, lora, ssf, vpt
+from . import adapter, bitfit, fullres, layernorm, lora, ssf, vpt
 from .handles import MethodHandle
 
 
@@ -38,6 +38,8 @@ METHODS: Dict[str, PeftMethod] = {m.name: m for m in (
     PeftMethod("layernorm", "selective", layernorm.Config, layernorm.inject, False,
                "train the weight and bias of every LayerNorm"),
     PeftMethod("bitfit", "selective", bitfit.Config, bitfit.inject, False, "train every bias"),
+    PeftMethod("fullres", "selective", fullres.Config, fullres.inject, False,
+               "train outright the convolutions that read or write the full-resolution volume"),
     PeftMethod("lora", "additive", lora.Config, lora.inject, True,
                "low-rank updates of attention q and k (and of CNN convolutions)"),
     PeftMethod("adapter", "additive", adapter.Config, adapter.inject, False,

@@ -3,9 +3,10 @@
     spec   := "full" | preset | term ("+" term)*
     term   := [part "="] method ["(" [arg ("," arg)*] ")"]
     part   := "enc" | "dec"                    (also "encoder", "decoder")
-    method := "layernorm" | "bitfit" | "lora" | "adapter" | "ssf" | "vpt" | "gvpt"
+    method := "layernorm" | "bitfit" | "fullres" | "lora" | "adapter" | "ssf" | "vpt" | "gvpt"
     arg    := name "=" value                   value: 4 | 0.5 | 0/8/32 (one count per stage)
-    preset := "petite"                         (the paper's best mix for the backbone)
+    preset := "petite"                         (the paper's best mix for the backbone; the
+                                                cpu UNETR's adds dec=fullres, see MODEL_PRESET_SPECS)
 
 A term without a part applies to every part where the method has something to act on.
 Omitted arguments take the paper's value for the backbone and part, or the model preset's where
@@ -28,7 +29,7 @@ from typing import Dict, List, Tuple
 from ..backbones import BACKBONES
 from ..backbones.base import PART_NAMES
 from ..errors import PetiteError
-from ..hyperparameters import PRESETS, method_arguments
+from ..hyperparameters import PRESETS, method_arguments, preset_spec
 from .configs import VPTConfig, format_arguments
 from .registry import FULL_FINE_TUNING, METHODS, PART_ALIASES, PART_SHORT
 
@@ -181,7 +182,7 @@ def parse_spec(spec, backbone: str, preset=None) -> PeftSpec:
     text = "".join(str(spec).split()).lower()
     if text == FULL_FINE_TUNING:
         return PeftSpec(backbone, (), full=True)
-    source = PRESETS[text][backbone] if text in PRESETS else text
+    source = preset_spec(text, backbone, preset) if text in PRESETS else text
     terms: List[PeftTerm] = []
     for piece in _split_terms(source):
         terms.extend(_parse_term(piece, backbone, preset, str(spec)))

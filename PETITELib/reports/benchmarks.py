@@ -17,7 +17,7 @@ QUICK_SMOKE_BENCHMARK = "docs/benchmarks/quick-unetr-cpu-smoke.json"
 
 # How a method is named in prose and tables.
 METHOD_NAMES = {"input": "short scan (input)", "no-ft": "No-FT (base alone)", "full": "Full-FT", "layernorm": "LayerNorm",
-                "bitfit": "BitFit", "lora": "LoRA", "adapter": "Adapters", "ssf": "SSF", "vpt": "VPT", "gvpt": "gated VPT",
+                "bitfit": "BitFit", "lora": "LoRA", "adapter": "Adapters", "ssf": "SSF", "vpt": "VPT", "gvpt": "gated VPT", "fullres": "full-resolution",
                 "petite": "PETITE"}
 
 

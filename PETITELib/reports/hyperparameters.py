@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..hyperparameters import (BATCH_SIZE, CROPS_PER_SUBJECT, DEVIATIONS, FINETUNING, METHOD_ARGUMENTS, OPTIMIZER,
-                               PRESET_METHOD_ARGUMENTS, PRESETS, PRETRAINING, TABLE3)
+from ..hyperparameters import (BATCH_SIZE, CROPS_PER_SUBJECT, DEVIATIONS, FINETUNING, METHOD_ARGUMENTS,
+                               MODEL_PRESET_SPECS, OPTIMIZER, PRESET_METHOD_ARGUMENTS, PRESETS, PRETRAINING, TABLE3)
 
 BACKBONES = (("unetr", "UNETR"), ("cvtgan", "CvT-GAN"))
 COLUMN_NAMES = {"full": "Full-FT", "layernorm": "LayerNorm", "bitfit": "BitFit", "lora": "LoRA",
@@ -67,7 +67,10 @@ def hyperparameter_tables(root: Path) -> str:
                      for preset, backbones in PRESET_METHOD_ARGUMENTS.items()
                      for backbone, methods in backbones.items() for method, parts in methods.items()]
     lines += ["", "**Presets**: " + "; ".join(f"`{name}` = `{specs[backbone]}` ({title})"
-                                              for name, specs in PRESETS.items() for backbone, title in BACKBONES) + ".",
+                                              for name, specs in PRESETS.items() for backbone, title in BACKBONES) + "."
+              + "".join(f" In the `{preset}` model preset, {title}'s `{name}` is `{specs[backbone]}` (see the deviations below)."
+                        for preset, names in MODEL_PRESET_SPECS.items() for name, specs in names.items()
+                        for backbone, title in BACKBONES if backbone in specs),
               "", f"**Training settings** per job and preset (batch {BATCH_SIZE}, {CROPS_PER_SUBJECT} random "
                   f"64^3 crops per training subject per epoch, {OPTIMIZER} with a cosine schedule per step, "
                   "throughout; fine-tuning takes learning rate, weight decay and warm-up from the method's column):",
