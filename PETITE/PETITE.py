@@ -1588,7 +1588,11 @@ class PETITETest(ScriptedLoadableModuleTest):
             listed = {info.name: info for info in logic.availableAdapters()}
             self.assertIn("selftest", listed)
             self.assertFalse(listed["selftest"].shipped)
-            self.assertEqual(listed["selftest"].spec, listed["scanner4"].spec)
+            # the panel's fine-tuning made a PETITE adapter for the shipped base's backbone and preset
+            # (the shipped adapters may predate a change of that spec until the zoo is rebuilt)
+            from PETITELib.peft.spec import parse_spec  # a test-only check; imports torch
+
+            self.assertEqual(listed["selftest"].spec, parse_spec("petite", "unetr", "cpu").canonical)
         self.delayDisplay("End-to-end test passed")
 
     def test_PETITE_Widget(self):
