@@ -106,6 +106,15 @@ def _training(curve, budget=24):
             "epochs": curve[-1][0] if curve else 0, "settings": {"epochs": budget}, "wall_seconds": 10.0}
 
 
+def test_full_ft_petite_and_fullres_are_trained_first_within_a_target():
+    from PETITELib.engine.bench import run_order
+
+    rates = {"layernorm": [1e-3], "full": [1e-3, 3e-3], "lora": [1e-3], "petite": [1e-3, 1e-2], "fullres": [3e-3]}
+    assert run_order(rates) == [("full", 1e-3), ("full", 3e-3), ("petite", 1e-3), ("petite", 1e-2),
+                                ("fullres", 3e-3), ("layernorm", 1e-3), ("lora", 1e-3)]
+    assert run_order({"petite": [1e-3]}) == [("petite", 1e-3)]
+
+
 def test_the_sweep_keeps_the_best_validation_run_and_the_earlier_rate_on_ties():
     runs = {0.001: _training([[4, 26.0], [8, 26.2]]), 0.003: _training([[4, 26.3], [8, 26.1], [12, 26.05]]),
             0.01: _training([[4, float("nan")]])}

@@ -154,6 +154,9 @@ SWEEP_FACTORS = (1.0, 3.0, 10.0)
 SWEEP_PATIENCE = 3  # validations without a better validation PSNR before a run stops (cpu: every 4 epochs)
 PAPER_PATIENCE = 10  # the same for the paper preset, which validates every epoch
 SECONDARY_METHODS = ("full", "petite")  # what the targets after the first fine-tune in the full plans
+# Within a target, the runs of these methods come first (then the others, in the plan's order), so
+# that when a benchmark spans sessions the comparison its targets are about is finished first.
+FIRST_METHODS = ("full", "petite", "fullres")
 
 
 def make_plan(backbone: str, preset: str, quick: bool = False, seed: int = 0, device: str = "auto",
@@ -535,6 +538,13 @@ def _score(bench: "_Bench", test_subjects: list, torch_device, name: str, model:
     return evaluate_models(test_subjects, loaders, device=torch_device, progress=bench.progress, cancel=bench.cancel)
 
 
+def run_order(rates: Dict[str, List[float]]) -> List[tuple]:
+    """The (method, peak learning rate) runs of one target in the order they are trained: those
+    of :data:`FIRST_METHODS` first, then the others, each method's rates in the order given."""
+    first = [m for m in FIRST_METHODS if m in rates] + [m for m in rates if m not in FIRST_METHODS]
+    return [(method, lr) for method in first for lr in rates[method]]
+
+
 def _run_target(bench: "_Bench", scanner: int, rates: Dict[str, List[float]], torch_device) -> None:
     """Fine-tune and score every run of one target that its ledger lacks: ``rates`` {method:
     [peak learning rates]}. Scores the input and No-FT once, then each run right after its
@@ -542,7 +552,7 @@ def _run_target(bench: "_Bench", scanner: int, rates: Dict[str, List[float]], to
     target whose runs and scores are all in it is not even simulated. A ledger run that trained
     another spec than its method means now is refused."""
     plan, ledger = bench.plan, bench.ledger
-    runs = [(method, lr) for method, lrs in rates.items() for lr in lrs]
+    runs = run_order(rates)
     for method, lr in runs:
         _check_run_spec(ledger, scanner, method, lr, plan)
     if ledger.baseline(scanner) is not None and all(ledger.run(scanner, m, lr) for m, lr in runs):
