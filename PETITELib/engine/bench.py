@@ -583,7 +583,7 @@ def _check_run_spec(ledger: BenchLedger, scanner: int, method: str, lr: float, p
     run = ledger.run(scanner, method, lr)
     if run is None:
         return
-    spec = "full" if method == "full" else parse_spec(method, plan.backbone, plan.preset).canonical
+    spec = parse_spec(method, plan.backbone, plan.preset).canonical  # "full" for Full-FT
     recorded = run["training"].get("spec")
     if recorded != spec:
         raise PetiteError(f"{ledger.path}: its {method} run on scanner {scanner} at {lr:g} trained '{recorded}', "

@@ -72,6 +72,7 @@ def measure(base: Path, finetuned: Path, cohort: Path, val_subjects: int, seed: 
         model.load_state_dict(state)
         return _score(model, data, settings, device)
 
+    finetuned_file = describe_weights(finetuned)
     started = time.perf_counter()
     psnr_base, psnr_tuned = score_with(base_state), score_with(tuned_state)
     gain = psnr_tuned - psnr_base
@@ -90,8 +91,7 @@ def measure(base: Path, finetuned: Path, cohort: Path, val_subjects: int, seed: 
         "what": "share of a Full-FT model's validation-PSNR gain over its base kept by each layer group",
         "base": {"file": base.name, "sha256": file_sha256(base)},
         "finetuned": {"file": finetuned.name, "sha256": file_sha256(finetuned),
-                      "kind": describe_weights(finetuned)["kind"],
-                      "lr": describe_weights(finetuned)["training"].get("settings", {}).get("lr")},
+                      "kind": finetuned_file["kind"], "lr": finetuned_file["training"].get("settings", {}).get("lr")},
         "cohort": cohort.name, "seed": seed, "val_subjects": [s.subject_id for s in data.val],
         "backbone": model.backbone_name, "preset": model.preset, "parameters": total,
         "psnr_base": round(psnr_base, 3), "psnr_finetuned": round(psnr_tuned, 3), "groups": rows,

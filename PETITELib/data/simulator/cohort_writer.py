@@ -316,7 +316,7 @@ def simulate_cohort(out_dir, scanners: Sequence = (1, 2, 3, 4, 5), subjects: int
                                               progress, len(finished) * len(scanner_list), total))
     else:
         tasks = {index: (str(out_dir), index, scanner_list, seed, mode) for index in pending}
-        _run_parallel(tasks, min(jobs, max(len(tasks), 1)), progress, cancel, len(scanner_list), total, record)
+        _run_parallel(tasks, min(jobs, len(tasks)), progress, cancel, len(scanner_list), total, record)
 
     for scanner, folder in zip(scanner_objects, folders):
         document = scanner_record(scanner, mode, seed, [finished[i][scanner.id] for i in range(subjects)])
