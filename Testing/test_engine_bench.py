@@ -115,6 +115,21 @@ def test_full_ft_petite_and_fullres_are_trained_first_within_a_target():
     assert run_order({"petite": [1e-3]}) == [("petite", 1e-3)]
 
 
+def test_the_other_targets_are_trained_before_the_main_target_s_other_methods():
+    from PETITELib.engine.bench import training_passes
+
+    plan = make_plan("unetr", "cpu", targets=(4, 2, 3))
+    assert training_passes(plan) == [(4, ("full", "fullres", "petite")), (2, ("full", "petite")),
+                                     (3, ("full", "petite")),
+                                     (4, ("layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "gvpt"))]
+    # a secondary method outside FIRST_METHODS joins the early pass: its rate is chosen there
+    plan = make_plan("cvtgan", "cpu", quick=True, methods=("full", "bitfit", "lora"), targets=(4, 5),
+                     lr_factors=(1.0, 3.0), secondary_methods=("lora",))
+    assert training_passes(plan) == [(4, ("full", "lora")), (5, ("lora",)), (4, ("bitfit",))]
+    assert training_passes(make_plan("unetr", "cpu", quick=True, methods=("bitfit", "petite"))) == [
+        (4, ("petite",)), (4, ("bitfit",))]
+
+
 def test_the_sweep_keeps_the_best_validation_run_and_the_earlier_rate_on_ties():
     runs = {0.001: _training([[4, 26.0], [8, 26.2]]), 0.003: _training([[4, 26.3], [8, 26.1], [12, 26.05]]),
             0.01: _training([[4, float("nan")]])}

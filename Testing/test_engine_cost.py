@@ -31,6 +31,7 @@ def test_result_has_the_issue_shape_and_the_machine(cost_result):
     assert {"torch", "python", "cpu_count", "processor", "load_average"} <= set(result["machine"])
     table = out.with_suffix(".md").read_text()
     assert "| petite |" in table and "| full |" in table and "peak / Full-FT" in table
+    assert f"| `{methods['petite']['spec']}` |" in table
 
 
 def test_petite_keeps_far_fewer_activations_than_full_fine_tuning(cost_result):

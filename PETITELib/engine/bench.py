@@ -10,7 +10,8 @@
    factor of its Table-3 learning rate, with early stopping, and the run with the best
    validation PSNR is kept (:func:`choose_learning_rate`): the sweep sees the validation
    subjects only. The other target scanners fine-tune :attr:`BenchPlan.secondary_methods` at
-   the learning rate chosen on the main (first) target;
+   the learning rate chosen on the main (first) target, as soon as that choice is made: the
+   main target's other methods are trained last (:func:`training_passes`);
 4. score the input (short scan) and the base alone (No-FT) on each target's held-out subjects
    once, and every fine-tuning run right after its training (:mod:`.evaluation`); write
    RESULT.json, RESULT.md, RESULT.png (scores of the input, No-FT and the kept runs) and
@@ -545,13 +546,34 @@ def run_order(rates: Dict[str, List[float]]) -> List[tuple]:
     return [(method, lr) for method in first for lr in rates[method]]
 
 
-def _run_target(bench: "_Bench", scanner: int, rates: Dict[str, List[float]], torch_device) -> None:
-    """Fine-tune and score every run of one target that its ledger lacks: ``rates`` {method:
-    [peak learning rates]}. Scores the input and No-FT once, then each run right after its
-    training, on the target's held-out subjects; the ledger is saved after every step, and a
-    target whose runs and scores are all in it is not even simulated. A ledger run that trained
-    another spec than its method means now is refused."""
-    plan, ledger = bench.plan, bench.ledger
+def training_passes(plan: BenchPlan) -> List[tuple]:
+    """The order in which the targets' methods are trained: [(scanner, methods)]. First the main
+    target's methods of :data:`FIRST_METHODS` and the secondary ones (whose rates the other
+    targets need), then every other target's, then the main target's remaining methods; so a
+    benchmark spanning sessions finishes the per-target comparison of its targets first. A
+    pass may be empty."""
+    main, others = plan.target_scanners[0], plan.target_scanners[1:]
+    needed = set(FIRST_METHODS) | {m for k in others for m in plan.methods_for(k)}
+    early = tuple(m for m in plan.methods_for(main) if m in needed)
+    late = tuple(m for m in plan.methods_for(main) if m not in needed)
+    return [(main, early), *((k, plan.methods_for(k)) for k in others), (main, late)]
+
+
+@dataclass
+class _Target:
+    """One target's fine-tuning cohort and held-out subjects (None until simulated)."""
+
+    scanner: int
+    finetune_cohort: Optional[Path] = None
+    test_subjects: Optional[list] = None
+
+
+def _prepare_target(bench: "_Bench", target: _Target, rates: Dict[str, List[float]], torch_device) -> None:
+    """Simulate and split one target and score the input and No-FT on its held-out subjects
+    (two steps), unless the ledger holds every run of ``rates`` {method: [peak learning rates]}
+    and the scores already (then all its steps are reported at once and nothing is simulated).
+    A ledger run that trained another spec than its method means now is refused."""
+    plan, ledger, scanner = bench.plan, bench.ledger, target.scanner
     runs = run_order(rates)
     for method, lr in runs:
         _check_run_spec(ledger, scanner, method, lr, plan)
@@ -561,12 +583,23 @@ def _run_target(bench: "_Bench", scanner: int, rates: Dict[str, List[float]], to
     subjects = plan.target_train + plan.target_val + plan.target_test
     bench.step(f"simulate {subjects} other subjects on scanner {scanner} ({plan.simulate_mode})")
     folder = bench.simulate("target", scanner, subjects, plan.target_seed)
-    finetune_cohort, test_cohort = bench.split_target(folder, scanner)
-    test_subjects = list(load_cohort(test_cohort).subjects)
+    target.finetune_cohort, test_cohort = bench.split_target(folder, scanner)
+    target.test_subjects = list(load_cohort(test_cohort).subjects)
     bench.step(f"score the input and No-FT on scanner {scanner}'s held-out subjects")
     if ledger.baseline(scanner) is None:
-        ledger.set_baseline(scanner, _score(bench, test_subjects, torch_device, "no-ft", None))
-    for method, lr in runs:
+        ledger.set_baseline(scanner, _score(bench, target.test_subjects, torch_device, "no-ft", None))
+
+
+def _run_target(bench: "_Bench", target: _Target, rates: Dict[str, List[float]], torch_device) -> None:
+    """Fine-tune and score the runs of ``rates`` {method: [peak learning rates]} of one prepared
+    target that its ledger lacks, each scored right after its training on the target's held-out
+    subjects; the ledger is saved after every step. Nothing to do (no step reported) for a
+    target :func:`_prepare_target` found complete in the ledger."""
+    if target.test_subjects is None:
+        return
+    ledger, scanner = bench.ledger, target.scanner
+    finetune_cohort, test_subjects = target.finetune_cohort, target.test_subjects
+    for method, lr in run_order(rates):
         done = ledger.run(scanner, method, lr) is not None
         bench.step(f"fine-tune {method} on scanner {scanner} (peak learning rate {lr:g}) and score it"
                    + (f": in the ledger {ledger.path.name}" if done else ""))
@@ -674,14 +707,19 @@ def run_bench(plan: BenchPlan, out, work=None, overwrite: bool = False,
         bench.step(f"pre-train {plan.backbone} ({plan.preset}) on scanner {plan.source_scanner}")
         bench.pretrain(source)
         book.bind_base(base_model_sha256(bench.base))
-    by_target, main_choice = {}, {}
-    for scanner in plan.target_scanners:
-        rates = {method: plan.sweep(method) if not main_choice else [main_choice[method]]
-                 for method in plan.methods_for(scanner)}
-        _run_target(bench, scanner, rates, torch_device)
-        chosen = _choose(bench, scanner, rates)
-        main_choice = main_choice or {method: lr for method, (lr, _) in chosen.items()}
-        by_target[str(scanner)] = _target_result(bench, scanner, chosen)
+    main_scanner = plan.target_scanners[0]
+    rates = {main_scanner: {method: plan.sweep(method) for method in plan.methods_for(main_scanner)}}
+    targets: Dict[int, _Target] = {}
+    for scanner, methods in training_passes(plan):
+        if scanner not in rates:  # another target: the rates chosen on the main one
+            chosen = _choose(bench, main_scanner, {m: rates[main_scanner][m] for m in methods})
+            rates[scanner] = {method: [lr] for method, (lr, _) in chosen.items()}
+        if scanner not in targets:
+            targets[scanner] = _Target(scanner)
+            _prepare_target(bench, targets[scanner], rates[scanner], torch_device)
+        _run_target(bench, targets[scanner], {m: rates[scanner][m] for m in methods}, torch_device)
+    by_target = {str(scanner): _target_result(bench, scanner, _choose(bench, scanner, rates[scanner]))
+                 for scanner in plan.target_scanners}
 
     base_training = describe_weights(bench.base)["training"]
     source_validation = {"base": base_training.get("val_metrics", {}),

@@ -42,7 +42,7 @@ from ..progress import ProgressCallback, report
 from .devices import describe_device, select_device, training_precision
 from .memory import PeakMemory, current_rss_mb
 
-COST_METHODS = ("full", "layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "gvpt", "petite")
+COST_METHODS = ("full", "layernorm", "bitfit", "lora", "adapter", "ssf", "vpt", "gvpt", "fullres", "petite")
 PHASES = ("forward", "backward", "optimizer")
 RESULT_PREFIX = "PETITE-COST "
 
@@ -296,7 +296,7 @@ def run_cost_bench(backbones, preset: str, methods=COST_METHODS, device: str = "
 def cost_markdown(result: dict) -> str:
     """Markdown report of a :func:`run_cost_bench` result: one table per backbone (step time,
     its phases, peak memory, activations kept for backward, trainable parameters, ratios to
-    Full-FT) and the configuration and machine it was measured with."""
+    Full-FT, the spec measured) and the configuration and machine it was measured with."""
     config, machine = result["config"], result["machine"]
     lines = [f"# Fine-tuning step cost ({config['preset']} preset, batch {config['batch_size']}, "
              f"64^3, {machine['device']})", ""]
@@ -305,14 +305,14 @@ def cost_markdown(result: dict) -> str:
     for backbone, entry in result["backbones"].items():
         lines += [f"## {backbone}", "",
                   "| method | step s | forward s | backward s | optimizer s | peak MiB | activations MiB "
-                  "| trainable | step / Full-FT | peak / Full-FT |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| trainable | step / Full-FT | peak / Full-FT | spec |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for method, m in entry["methods"].items():
             lines.append(f"| {method} | {m['step_seconds']:.3f} | {m['forward_seconds']:.3f} | "
                          f"{m['backward_seconds']:.3f} | {m['optimizer_seconds']:.3f} | {m['peak_mem_mb']:.0f} | "
                          f"{m['activations_mb']:.0f} | {m['trainable']:,} | "
                          f"{m.get('step_ratio_to_full', float('nan')):.2f} | "
-                         f"{m.get('mem_ratio_to_full', float('nan')):.2f} |")
+                         f"{m.get('mem_ratio_to_full', float('nan')):.2f} | `{m['spec']}` |")
         lines.append("")
     lines += ["Step: median wall time of {steps} steps after {warmup} warm-up steps; peak: {kind}; "
               "activations: what autograd keeps for the backward pass of one step.".format(

@@ -50,13 +50,14 @@ def activations_by_layer(document: dict) -> str:
 
 def cost_summary(root: Path) -> str:
     """README table: per backbone, Full-FT's and PETITE's step time and peak memory on the CPU,
-    PETITE's ratios to Full-FT and whether they meet the targets (docs/benchmarks/cost-cpu.json)."""
+    PETITE's ratios to Full-FT, whether they meet the targets and the PETITE spec measured
+    (docs/benchmarks/cost-cpu.json)."""
     from ..engine.bench import TARGET_MEMORY_RATIO, TARGET_TIME_RATIO
 
     document = load_json(root, COST_CPU_JSON)
     rows = ["| backbone (cpu preset, batch 6, CPU) | Full-FT step s | PETITE step s | step / Full-FT "
-            "| Full-FT peak MiB | PETITE peak MiB | peak / Full-FT | targets |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| Full-FT peak MiB | PETITE peak MiB | peak / Full-FT | targets | PETITE spec |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for backbone, entry in document["backbones"].items():
         full, petite = entry["methods"]["full"], entry["methods"]["petite"]
         time_ratio, memory_ratio = petite["step_ratio_to_full"], petite["mem_ratio_to_full"]
@@ -64,5 +65,5 @@ def cost_summary(root: Path) -> str:
                     f"peak <= {TARGET_MEMORY_RATIO}x {'met' if memory_ratio <= TARGET_MEMORY_RATIO else 'not met'}"]
         rows.append(f"| {backbone} | {full['step_seconds']:.2f} | {petite['step_seconds']:.2f} | {time_ratio:.2f} | "
                     f"{full['peak_mem_mb']:.0f} | {petite['peak_mem_mb']:.0f} | {memory_ratio:.2f} | "
-                    f"{', '.join(verdicts)} |")
+                    f"{', '.join(verdicts)} | `{petite['spec']}` |")
     return "\n".join(rows) + "\n"
