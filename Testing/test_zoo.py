@@ -289,7 +289,9 @@ def test_rebuild_runs_the_recipe_and_writes_a_loadable_zoo(tmp_path, monkeypatch
     assert (tmp_path / "work" / "models" / "unetr-cpu-scanner5-full-lr0.001.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_demo_can_also_finetune_a_new_adapter(shipped, tmp_path):
+    """Slow (over a minute on 2 cores): simulates, fine-tunes and reconstructs three times."""
     from PETITELib.engine.demo import DemoPlan, run_demo
 
     plan = DemoPlan(train_subjects=3, finetune_epochs=1, crops_per_subject=1, batch_size=2)
