@@ -1,6 +1,7 @@
 """The training loop on a toy model: exact resume, cancel keeps the best output, checkpoint safety."""
 import json
 import random
+import time
 
 import numpy as np
 import pytest
@@ -17,8 +18,9 @@ from PETITELib.progress import CancelToken
 STEPS = 3
 
 
-def _run(folder, epochs=4, resume=False, cancel_at=None, job=None):
-    """Train a tiny conv net on random data; cancel_at=(epoch, batch) cancels mid-epoch."""
+def _run(folder, epochs=4, resume=False, cancel_at=None, job=None, wait_in_epoch=None):
+    """Train a tiny conv net on random data; cancel_at=(epoch, batch) cancels mid-epoch;
+    wait_in_epoch: the epoch whose batches start after 1 s of waiting (no work)."""
     torch.manual_seed(0)
     np.random.seed(0)
     model = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.Conv3d(4, 1, 3, padding=1))
@@ -27,6 +29,8 @@ def _run(folder, epochs=4, resume=False, cancel_at=None, job=None):
     written = []
 
     def batches(epoch):
+        if epoch == wait_in_epoch:
+            time.sleep(1.0)
         for index in range(STEPS):
             if cancel_at == (epoch, index):
                 token.cancel()
@@ -137,3 +141,25 @@ def test_early_stopping_keeps_the_best_epoch_and_survives_a_resume(tmp_path):
     assert _scripted_fit(tmp_path / "c", scores, patience=3, stop_after=4) is None  # interrupted after epoch 4
     resumed = _scripted_fit(tmp_path / "c", scores, patience=3, resume=True, stop_after=4)
     assert (resumed.epochs, resumed.best_epoch) == (6, 3)
+
+
+def test_cpu_time_sums_over_a_resume_and_leaves_out_waiting(tmp_path):
+    _run(tmp_path, cancel_at=(3, 1))
+    recorded = json.loads((tmp_path / "run.ckpt" / "state.json").read_text())["cpu_seconds"]
+    assert recorded > 0
+    resumed, _, _ = _run(tmp_path, resume=True, wait_in_epoch=4)
+    assert resumed.cpu_seconds > recorded
+    assert resumed.seconds - resumed.cpu_seconds > 0.5  # the wait is wall time, not CPU time
+    assert resumed.summary()["cpu_seconds"] == round(resumed.cpu_seconds, 2)
+
+
+def test_a_resume_from_a_checkpoint_without_cpu_time_records_none(tmp_path):
+    _run(tmp_path, cancel_at=(3, 1))
+    state_file = tmp_path / "run.ckpt" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["cpu_seconds"]  # a checkpoint of a version that did not count it
+    state_file.write_text(json.dumps(state))
+    resumed, _, _ = _run(tmp_path, resume=True)
+    assert resumed.cpu_seconds is None and resumed.summary()["cpu_seconds"] is None
+    assert resumed.seconds > 0
+

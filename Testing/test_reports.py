@@ -121,3 +121,20 @@ def test_a_ledger_in_progress_shows_its_runs_with_validation_scores_only(tmp_pat
     assert "- scanner 4: 1 of 6 runs: lora at 0.003 (best validation PSNR 26.750 dB, epoch 8 of 12)" in text
     assert "- scanner 2: 0 of 2 runs" in text
     assert "31.23" not in text  # held-out scores of a run the sweep may not keep are never shown
+
+
+def test_the_results_table_shows_wall_and_cpu_time_and_a_dash_where_cpu_time_was_not_recorded(tmp_path):
+    from PETITELib.reports.benchmarks import results_table
+
+    def row(seconds, cpu_seconds):
+        return {"psnr": 30.0, "ssim": 0.8, "sd": {"psnr": 1.0, "ssim": 0.01}, "percent": 0.9,
+                "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_mem_mb": 1000.0}
+
+    result = {"config": {"backbone": "unetr", "preset": "cpu", "source_scanner": 1, "target_scanners": [4],
+                         "simulate_mode": "full", "base": "b.safetensors", "target_train": 10, "target_test": 10},
+              "machine": {"device": "cpu (2 threads)"},
+              "methods": {"full": row(1200.4, 2300.6), "petite": row(2100.0, None)}}
+    (tmp_path / "r.json").write_text(json.dumps(result), encoding="utf-8")
+    table = results_table(tmp_path, "r.json")
+    assert "| Full-FT | 0.9 % | 30.00 ± 1.00 | 0.800 ± 0.010 | 1200 | 2301 | 1000 |" in table
+    assert "| PETITE | 0.9 % | 30.00 ± 1.00 | 0.800 ± 0.010 | 2100 | - | 1000 |" in table

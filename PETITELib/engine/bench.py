@@ -379,6 +379,7 @@ def _method_row(scored: dict, training: dict, process: dict) -> dict:
     row["inference_seconds"] = scored["seconds"]
     row.update(percent=training.get("percent"), seconds=training.get("wall_seconds"),
                train_seconds=training.get("train_seconds"), step_seconds=training.get("step_seconds"),
+               cpu_seconds=training.get("cpu_seconds"),
                peak_mem_mb=training.get("peak_mem_mb"), peak_rss_mb=training.get("peak_rss_mb"),
                peak_mem_kind=training.get("peak_mem_kind"), epochs=training.get("epochs"),
                best_epoch=training.get("best_epoch"), spec=training.get("spec"), **process)

@@ -32,7 +32,7 @@ LEDGER_VERSION = 1
 # What the ledger keeps of a run's training record: what choose_learning_rate, the result's
 # method row and the validation curves read, plus the device and the settings it ran with.
 TRAINING_KEYS = ("spec", "percent", "epochs", "best_epoch", "history", "val_metrics", "wall_seconds",
-                 "train_seconds", "step_seconds", "peak_mem_mb", "peak_mem_kind", "peak_mem_isolated",
+                 "train_seconds", "step_seconds", "cpu_seconds", "peak_mem_mb", "peak_mem_kind", "peak_mem_isolated",
                  "baseline_mem_mb", "peak_rss_mb", "device", "settings")
 SCORE_KEYS = ("per_subject", "mean", "sd", "seconds")  # of one evaluate_models entry (not the regional reports)
 

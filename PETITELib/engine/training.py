@@ -31,8 +31,12 @@ Batch = Tuple[torch.Tensor, torch.Tensor]
 class FitResult:
     """What a training run did: epochs, best epoch and its validation metrics, time and memory.
 
-    seconds: wall time of the run (training + validation, summed over resumed parts);
-    train_seconds: time spent in optimisation steps only; step_seconds: mean time per step.
+    seconds: wall time of the run (training + validation, summed over resumed parts; it includes
+    any time the process was stopped or shared the cores); train_seconds: time spent in
+    optimisation steps only; step_seconds: mean time per step; cpu_seconds: CPU time of the
+    training process (all its threads, summed over resumed parts; None when a resumed part came
+    from a checkpoint that did not record it): unlike wall time, a pause or a busy machine does
+    not inflate it.
     """
 
     epochs: int
@@ -43,6 +47,7 @@ class FitResult:
     train_seconds: float
     step_seconds: float
     memory: Dict[str, object]
+    cpu_seconds: Optional[float] = None
     resumed_from_epoch: int = 0
     best_state: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -51,6 +56,7 @@ class FitResult:
         return {"epochs": self.epochs, "best_epoch": self.best_epoch, "val_metrics": self.best_metrics,
                 "history": self.history, "wall_seconds": round(self.seconds, 2),
                 "train_seconds": round(self.train_seconds, 2), "step_seconds": round(self.step_seconds, 4),
+                "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 2),
                 "resumed_from_epoch": self.resumed_from_epoch, **self.memory}
 
 
@@ -108,7 +114,7 @@ class FitPlan:
 
 
 def _checkpoint_payload(objective, best_state, history, best_epoch, best_metrics, job, train_seconds,
-                        steps, wall_seconds):
+                        steps, wall_seconds, cpu_seconds):
     tensors = {}
     for name, model in objective.models.items():
         if name in objective.optimizers:  # only models that learn change
@@ -123,7 +129,7 @@ def _checkpoint_payload(objective, best_state, history, best_epoch, best_metrics
     tensors.update(rng_tensors)
     state = {"job": job, "history": history, "best_epoch": best_epoch, "best_metrics": best_metrics,
              "optimizers": optim_json, "rng": rng_json, "train_seconds": train_seconds, "steps": steps,
-             "wall_seconds": wall_seconds,
+             "wall_seconds": wall_seconds, "cpu_seconds": cpu_seconds,
              "schedules": {name: s.state_dict() for name, s in objective.schedules.items()}}
     return tensors, state
 
@@ -164,10 +170,10 @@ def fit(objective, plan: FitPlan, resume: bool = False, progress: Optional[Progr
     (``best_state``, CPU tensors of :func:`model_state` of the generator).
     """
     meter = PeakMemory(plan.device).start()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     generator = objective.models["generator"]
     history, best_epoch, best_metrics, best_state = [], 0, {}, {}
-    start_epoch, train_seconds, steps, earlier_seconds = 0, 0.0, 0, 0.0
+    start_epoch, train_seconds, steps, earlier_seconds, earlier_cpu = 0, 0.0, 0, 0.0, 0.0
     if resume:
         loaded = ckpt.load_checkpoint(plan.checkpoint_dir)
         if loaded is None:
@@ -177,11 +183,15 @@ def fit(objective, plan: FitPlan, resume: bool = False, progress: Optional[Progr
         start_epoch, history = state["epoch"], state["history"]
         best_epoch, best_metrics = state["best_epoch"], state["best_metrics"]
         train_seconds, steps = state["train_seconds"], state["steps"]
-        earlier_seconds = state["wall_seconds"]
+        earlier_seconds, earlier_cpu = state["wall_seconds"], state.get("cpu_seconds")
     total_steps = plan.epochs * plan.steps_per_epoch
     last_val = best_metrics.get("psnr", float("nan"))
     if plan.patience and validations_since_best(history, best_epoch) >= plan.patience:
         start_epoch = plan.epochs  # a resumed run that had already stopped early
+
+    def cpu_seconds():
+        return None if earlier_cpu is None else earlier_cpu + time.process_time() - cpu_started
+
     for epoch in range(start_epoch + 1, plan.epochs + 1):
         plan.set_mode(True)
         losses: Dict[str, float] = {}
@@ -214,7 +224,7 @@ def fit(objective, plan: FitPlan, resume: bool = False, progress: Optional[Progr
         if plan.writes_files:
             tensors, state = _checkpoint_payload(objective, best_state, history, best_epoch, best_metrics,
                                                  plan.job, train_seconds, steps,
-                                                 earlier_seconds + time.perf_counter() - started)
+                                                 earlier_seconds + time.perf_counter() - started, cpu_seconds())
             ckpt.save_checkpoint(plan.checkpoint_dir, epoch, tensors, state)
         report(progress, plan.stage, epoch * plan.steps_per_epoch, total_steps,
                f"epoch {epoch}/{plan.epochs}", loss=record.get("loss", float("nan")), val_psnr=last_val)
@@ -222,8 +232,8 @@ def fit(objective, plan: FitPlan, resume: bool = False, progress: Optional[Progr
             break  # early stopping: the best epoch is kept
     result = FitResult(epochs=len(history), best_epoch=best_epoch, best_metrics=best_metrics, history=history,
                        seconds=earlier_seconds + time.perf_counter() - started, train_seconds=train_seconds,
-                       step_seconds=train_seconds / max(1, steps), memory=meter.summary(),
-                       resumed_from_epoch=start_epoch, best_state=best_state)
+                       step_seconds=train_seconds / max(1, steps), cpu_seconds=cpu_seconds(),
+                       memory=meter.summary(), resumed_from_epoch=start_epoch, best_state=best_state)
     if plan.writes_files:
         shutil.rmtree(plan.checkpoint_dir, ignore_errors=True)
     return result

@@ -36,20 +36,22 @@ def _setting(result: dict) -> str:
 
 def results_table(root: Path, relative: str = FULL_BENCHMARK) -> str:
     """The README's results table: per method, trained parameters, head PSNR and SSIM (mean ±
-    sd over the held-out subjects), fine-tuning wall time and peak memory."""
+    sd over the held-out subjects), fine-tuning wall time, CPU time and peak memory."""
     result = load_json(root, relative)
     lines = [f"`{relative}`: {_setting(result)}. PSNR and SSIM against the long scan inside the head "
-             "(mean ± sd); wall time and peak memory of the fine-tuning run "
+             "(mean ± sd); wall time, CPU time (all threads; unlike wall time, not inflated by a pause "
+             "or a busy machine; - where not recorded) and peak memory of the fine-tuning run "
              f"on {result['machine']['device']}.", "",
-             "| method | trained parameters | PSNR (dB) | SSIM | fine-tuning (s) | peak memory (MiB) |",
-             "|---|---|---|---|---|---|"]
+             "| method | trained parameters | PSNR (dB) | SSIM | fine-tuning (s) | CPU (s) | peak memory (MiB) |",
+             "|---|---|---|---|---|---|---|"]
     for name, row in result["methods"].items():
         sd = row.get("sd", {})
         percent = "-" if row.get("percent") is None else f"{row['percent']:.3g} %"
         seconds = "-" if row.get("seconds") is None else f"{row['seconds']:.0f}"
+        cpu = "-" if row.get("cpu_seconds") is None else f"{row['cpu_seconds']:.0f}"
         memory = "-" if row.get("peak_mem_mb") is None else f"{row['peak_mem_mb']:.0f}"
         lines.append(f"| {METHOD_NAMES.get(name, name)} | {percent} | {row['psnr']:.2f} ± {sd.get('psnr', 0):.2f} | "
-                     f"{row['ssim']:.3f} ± {sd.get('ssim', 0):.3f} | {seconds} | {memory} |")
+                     f"{row['ssim']:.3f} ± {sd.get('ssim', 0):.3f} | {seconds} | {cpu} | {memory} |")
     return "\n".join(lines) + "\n"
 
 
