@@ -299,3 +299,22 @@ def test_demo_can_also_finetune_a_new_adapter(shipped, tmp_path):
     assert list(result.metrics) == ["short scan", "base model", "base + scanner5", "base + new adapter"]
     assert (tmp_path / "demo" / "scanner5-petite-new.safetensors").is_file()
     assert (tmp_path / "demo" / "reconstruction_new_adapter_comparison.png").is_file()
+
+
+def test_keep_base_puts_the_shipped_base_in_the_work_folder_only_for_its_own_recipe(tmp_path):
+    from PETITELib.engine.zoo_rebuild import keep_zoo_bases
+
+    unetr, cvtgan = ZOO_RECIPES
+    work = tmp_path / "work"
+    [kept] = keep_zoo_bases((unetr,), work, SHIPPED)
+    assert kept == work / "models" / "unetr-cpu-base.safetensors"
+    assert kept.read_bytes() == (SHIPPED / "unetr-cpu-base.safetensors").read_bytes()
+    assert keep_zoo_bases((unetr,), work, SHIPPED) == [kept]  # the same file again: nothing to do
+    with pytest.raises(PetiteError, match="holds no cvtgan base 'cvtgan-base' to keep"):
+        keep_zoo_bases((cvtgan,), work, SHIPPED)
+    with pytest.raises(PetiteError, match=r"made by 'petite pretrain .*--seed 0.*', not by this recipe's"):
+        keep_zoo_bases((replace(unetr, seed=1),), tmp_path / "other", SHIPPED)
+    kept.write_bytes(kept.read_bytes()[:-8] + b"elsewise")
+    with pytest.raises(PetiteError, match="unetr-cpu-base.safetensors: differs from the zoo's"):
+        keep_zoo_bases((unetr,), work, SHIPPED)
+    assert not (tmp_path / "other").exists()

@@ -44,7 +44,8 @@ def run_rebuild(args) -> int:
     progress = progress_bar(args)
     try:
         with claim_outputs(folders={"--work": args.work, "--out": args.out or zoo_dir()}):
-            document = rebuild_zoo(args.work, args.out or zoo_dir(), only=args.backbone, jobs=args.jobs,
+            document = rebuild_zoo(args.work, args.out or zoo_dir(), only=args.backbone, keep_base=args.keep_base,
+                                   jobs=args.jobs,
                                    device=args.device, overwrite=args.overwrite, progress=progress)
     finally:
         progress.close()
@@ -92,6 +93,9 @@ def register(subparsers) -> None:
     rebuild.add_argument("--backbone", action="append", choices=[r.backbone for r in ZOO_RECIPES],
                          help="rebuild only this backbone's models (repeatable); the others are copied unchanged, "
                               "with their records, from the shipped zoo")
+    rebuild.add_argument("--keep-base", action="store_true",
+                         help="keep the rebuilt backbones' bases from the shipped zoo (each must have been made by "
+                              "the recipe's own pre-training command) and make only their adapters")
     rebuild.add_argument("--overwrite", action="store_true", help="replace an existing zoo in --out")
     rebuild.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device(rebuild)

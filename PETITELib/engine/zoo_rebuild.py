@@ -298,15 +298,50 @@ def _carried_records(carry_from, backbones: Sequence[str]) -> tuple:
     return records, float(worst)
 
 
+def keep_zoo_bases(recipes: Sequence[ZooRecipe], work: Path, zoo) -> List[Path]:
+    """Put each recipe's base from the zoo at ``zoo`` into ``work/models`` as its finished
+    pre-training step, so a rebuild fine-tunes (or reuses) adapters on that very base instead of
+    pre-training a new one (hours on a CPU). Returns the work-folder paths.
+
+    Each kept base must have been made by the recipe's own pre-training command (its manifest
+    record's ``command``) and pass its SHA-256 check; a base already in the work folder must be
+    the same file. PetiteError (one line) otherwise, or when the zoo holds no such base."""
+    from ..zoo.manifest import load_manifest, verify_entry
+
+    manifest = load_manifest(zoo)
+    kept = []
+    for recipe in recipes:
+        entry = manifest.entry(recipe.base_name())
+        if entry is None or entry.kind != "base" or entry.record.get("backbone", "unetr") != recipe.backbone:
+            raise PetiteError(f"{manifest.folder / MANIFEST_NAME}: holds no {recipe.backbone} base "
+                              f"'{recipe.base_name()}' to keep (rebuild without --keep-base to pre-train one)")
+        command = recipe_steps(recipe)[recipe.base_name()].command()
+        if entry.record.get("command") != command:
+            raise PetiteError(f"{entry.path}: made by '{entry.record.get('command')}', not by this recipe's "
+                              f"'{command}'; rebuild without --keep-base to pre-train the base again")
+        source = verify_entry(entry)
+        target = work / "models" / recipe.base_file()
+        if target.exists():
+            if file_sha256(target) != entry.record["sha256"]:
+                raise PetiteError(f"{target}: differs from the zoo's {entry.path.name}; the work folder's adapters "
+                                  "may have been trained on it: use another --work, or rebuild without --keep-base")
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(target, source.read_bytes())
+        kept.append(target)
+    return kept
+
+
 def rebuild_zoo(work, out, *, recipes: Sequence[ZooRecipe] = ZOO_RECIPES, only: Optional[Sequence[str]] = None,
-                carry_from=None, jobs: int = 1, device: str = "auto", overwrite: bool = False,
+                carry_from=None, keep_base: bool = False, jobs: int = 1, device: str = "auto", overwrite: bool = False,
                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> dict:
     """Run the recipes in ``work`` and write the model files and ``manifest.json`` into ``out``.
 
     only: the backbones to rebuild (None: every recipe's); the models of the other recipes'
     backbones are copied unchanged, with their manifest records, from the zoo at ``carry_from``
     (default: the shipped zoo, :func:`PETITELib.zoo.zoo_dir`), each verified against its SHA-256.
-    Refuses (PetiteError) an ``out`` that already holds a manifest unless ``overwrite``, an
+    keep_base: the rebuilt backbones keep their bases from that zoo (:func:`keep_zoo_bases`) and
+    only their adapters are made (or reused from ``work``). Refuses (PetiteError) an ``out`` that already holds a manifest unless ``overwrite``, an
     unknown backbone in ``only``, and a zoo over :data:`MAX_ZOO_MB`. Returns the manifest document.
     """
     from ..extras import require
@@ -328,6 +363,8 @@ def rebuild_zoo(work, out, *, recipes: Sequence[ZooRecipe] = ZOO_RECIPES, only: 
     rebuilt = [r for r in recipes if only is None or r.backbone in only]
     kept = [r.backbone for r in recipes if r not in rebuilt]
     carried, carried_half = _carried_records(carry_from or zoo_dir(), kept) if kept else ([], None)
+    if keep_base:
+        keep_zoo_bases(rebuilt, work, carry_from or zoo_dir())
     steps = zoo_steps(rebuilt, jobs)
     total = len(steps) + 1
     started = time.perf_counter()
@@ -371,6 +408,7 @@ def rebuild_zoo(work, out, *, recipes: Sequence[ZooRecipe] = ZOO_RECIPES, only: 
                                 for r in recipes],
                     "commands": [s.command() for s in all_steps.values()],
                     "rebuilt": [r.backbone for r in rebuilt], "kept": kept,
+                    "bases_kept": [r.backbone for r in rebuilt] if keep_base else [],
                     "split": f"first {recipes[0].finetune_subjects} subjects of each target cohort fine-tune "
                              f"(linked into {{work}}/cohorts/scanner<k>-finetune), the rest are held out",
                     "seconds_this_run": round(time.perf_counter() - started, 1)}}
