@@ -38,6 +38,23 @@ def test_target_checks_measure_every_target():
     assert checks["petite_recovery_ok"] and checks["every_peft_beats_no_ft_ok"]
     assert checks["petite_over_full_peak_mem"] == pytest.approx(0.45) and checks["petite_memory_ok"]
     assert checks["petite_over_full_wall_time"] == pytest.approx(0.5) and checks["petite_time_ok"]
+    assert checks["petite_over_full_cpu_time"] is None  # runs without CPU time are judged by wall time
+
+
+def test_the_time_target_is_judged_by_cpu_time_where_both_runs_recorded_it(tmp_path):
+    from PETITELib.reports.benchmarks import targets
+
+    result = _result()
+    methods = result["methods"]
+    methods["petite"].update(seconds=150, cpu_seconds=220.0)  # paused for a while: wall time 1.5x Full-FT's
+    methods["full"].update(cpu_seconds=400.0)
+    checks = result["targets"] = target_checks(methods, result["source_validation"])
+    assert checks["petite_over_full_wall_time"] == pytest.approx(1.5)
+    assert checks["petite_over_full_cpu_time"] == pytest.approx(0.55) and checks["petite_time_ok"]
+    (tmp_path / "r.json").write_text(json.dumps(result), encoding="utf-8")
+    assert "its CPU time 0.55x (wall time 1.50x) (target 0.6x: met)" in targets(tmp_path, "r.json")
+    methods["full"]["cpu_seconds"] = 200.0
+    assert not target_checks(methods, result["source_validation"])["petite_time_ok"]
 
 
 def test_reports_list_every_method():
