@@ -23,6 +23,7 @@ from torch import nn
 
 from .devices import training_autocast
 from .schedule import CosineSchedule
+from ..peft import trainable_parameters
 
 PhaseTimer = Callable[[str], None]
 
@@ -32,14 +33,9 @@ def _mark(timer: Optional[PhaseTimer], phase: str) -> None:
         timer(phase)
 
 
-def trainable_parameters(model: nn.Module):
-    """``(name, parameter)`` pairs of ``model`` that require gradients, in definition order."""
-    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-
-
 def adamw(model: nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.999)) -> torch.optim.AdamW:
     """AdamW over the trainable parameters of ``model`` only (frozen ones get no optimizer state)."""
-    params = [p for _, p in trainable_parameters(model)]
+    params = list(trainable_parameters(model).values())
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas)
 
 
