@@ -121,6 +121,8 @@ def test_a_ledger_in_progress_shows_its_runs_with_validation_scores_only(tmp_pat
     assert "- scanner 4: 1 of 6 runs: lora at 0.003 (best validation PSNR 26.750 dB, epoch 8 of 12)" in text
     assert "- scanner 2: 0 of 2 runs" in text
     assert "31.23" not in text  # held-out scores of a run the sweep may not keep are never shown
+    assert ledger_progress(tmp_path, "docs/benchmarks/other.ledger.json") == \
+        "`docs/benchmarks/other.ledger.json`: not started yet (no run finished).\n"
 
 
 def test_the_results_table_shows_wall_and_cpu_time_and_a_dash_where_cpu_time_was_not_recorded(tmp_path):

@@ -64,6 +64,7 @@ GENERATORS: Dict[str, Callable[[Path], str]] = {
     "quick-unetr-cpu-time": partial(benchmarks.wall_time, relative=benchmarks.QUICK_BENCHMARK),
     "bench-plans": benchmarks.bench_plans,
     "unetr-cpu-ledger": benchmarks.ledger_progress,
+    "cvtgan-cpu-ledger": partial(benchmarks.ledger_progress, relative=benchmarks.CVTGAN_LEDGER),
     "input-domain-ranges": output_ranges,
     "input-domain-slabs": slab_gains,
     "unetr-gain-by-layers": unetr_gain_table,

@@ -271,6 +271,7 @@ def recovery_summary(root: Path, relatives=(FULL_BENCHMARK, CVTGAN_BENCHMARK)) -
 
 
 UNETR_LEDGER = "docs/benchmarks/unetr-cpu.ledger.json"
+CVTGAN_LEDGER = "docs/benchmarks/cvtgan-cpu.ledger.json"
 
 
 def _planned_runs(config: dict) -> dict:
@@ -286,7 +287,10 @@ def _planned_runs(config: dict) -> dict:
 def ledger_progress(root: Path, relative: str = UNETR_LEDGER) -> str:
     """How far a benchmark in progress has come, from its committed ledger: the runs finished per
     target with their best validation PSNR, the sessions and their wall time. No held-out score is
-    shown: those of the runs the sweep will not keep are never reported."""
+    shown: those of the runs the sweep will not keep are never reported. A ledger not committed
+    yet reads as a benchmark not started."""
+    if not (Path(root) / relative).exists():
+        return f"`{relative}`: not started yet (no run finished).\n"
     ledger = load_json(root, relative)
     planned = _planned_runs(ledger["config"])
     sessions = ledger["sessions"]
