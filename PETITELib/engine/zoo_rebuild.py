@@ -341,8 +341,9 @@ def rebuild_zoo(work, out, *, recipes: Sequence[ZooRecipe] = ZOO_RECIPES, only: 
     backbones are copied unchanged, with their manifest records, from the zoo at ``carry_from``
     (default: the shipped zoo, :func:`PETITELib.zoo.zoo_dir`), each verified against its SHA-256.
     keep_base: the rebuilt backbones keep their bases from that zoo (:func:`keep_zoo_bases`) and
-    only their adapters are made (or reused from ``work``). Refuses (PetiteError) an ``out`` that already holds a manifest unless ``overwrite``, an
-    unknown backbone in ``only``, and a zoo over :data:`MAX_ZOO_MB`. Returns the manifest document.
+    only their adapters are made (or reused from ``work``). Refuses (PetiteError) an ``out`` that
+    already holds a manifest unless ``overwrite``, an unknown backbone in ``only``, and a zoo over
+    :data:`MAX_ZOO_MB`. Returns the manifest document.
     """
     from ..extras import require
 
