@@ -217,6 +217,18 @@ def test_a_partial_rebuild_keeps_the_other_backbones_verified_and_unchanged(tmp_
         assert verify_entry(entry).read_bytes() == (old / entry.path.name).read_bytes()
     with pytest.raises(PetiteError, match="no zoo recipe for it"):
         rebuild_zoo(tmp_path / "work", tmp_path / "other", only=["dit"], carry_from=old)
+
+    # A backbone the old zoo never shipped stays out (no models, no commands).
+    manifest = json.loads((old / MANIFEST_NAME).read_text())
+    unetr_only = tmp_path / "unetr-only"
+    shutil.copytree(old, unetr_only)
+    (unetr_only / MANIFEST_NAME).write_text(json.dumps(
+        {**manifest, "models": [m for m in manifest["models"] if m["backbone"] == "unetr"]}))
+    document = rebuild_zoo(tmp_path / "work", tmp_path / "new2", only=[], carry_from=unetr_only, device="cpu")
+    assert [m["name"] for m in document["models"]] == ["base", "scanner4"]
+    assert (document["rebuild"]["kept"], document["rebuild"]["absent"]) == (["unetr"], ["cvtgan"])
+    assert not any("cvtgan" in c for c in document["rebuild"]["commands"])
+    assert [r["backbone"] for r in document["rebuild"]["recipes"]] == ["unetr"]
     (old / "cvtgan-scanner4.safetensors").write_bytes(b"damaged")
     with pytest.raises(PetiteError, match="cvtgan-scanner4.safetensors: shipped model 'cvtgan-scanner4' is corrupted"):
         rebuild_zoo(tmp_path / "work", tmp_path / "other", only=[], carry_from=old)

@@ -51,6 +51,8 @@ def run_rebuild(args) -> int:
         progress.close()
     print(f"wrote {len(document['models'])} models ({document['total_mb']} MB) and manifest.json to "
           f"{args.out or zoo_dir()}")
+    for backbone in document["rebuild"]["absent"]:
+        print(f"no {backbone} models: the zoo they would be kept from holds none (rebuild with --backbone {backbone})")
     return 0
 
 

@@ -282,21 +282,22 @@ def _score_recipe(recipe: ZooRecipe, steps: Dict[str, Step], work: Path, torch_d
 
 
 def _carried_records(carry_from, backbones: Sequence[str]) -> tuple:
-    """(manifest records with ``source_path``, their zoo's half-precision change in dB) of the models
-    of ``backbones`` in the zoo at ``carry_from``, each file verified against its SHA-256 first.
-    PetiteError when that zoo is missing or holds no model of one of them."""
+    """(manifest records with ``source_path``, their zoo's half-precision change in dB, the backbones
+    of ``backbones`` it holds no model of) for the models of ``backbones`` in the zoo at
+    ``carry_from``, each file verified against its SHA-256 first. PetiteError when that zoo is
+    missing."""
     from ..zoo.manifest import load_manifest, verify_entry
 
     manifest = load_manifest(carry_from)
-    records = []
+    records, absent = [], []
     for backbone in backbones:
         entries = [e for e in manifest.entries if e.record.get("backbone", "unetr") == backbone]
         if not entries:
-            raise PetiteError(f"{manifest.folder / MANIFEST_NAME}: holds no {backbone} model to keep")
+            absent.append(backbone)
         for entry in entries:
             records.append({**entry.record, "source_path": str(verify_entry(entry)), "carried": True})
     worst = (manifest.document.get("half_precision") or {}).get("max_abs_psnr_change_db", 0.0)
-    return records, float(worst)
+    return records, float(worst), absent
 
 
 def keep_zoo_bases(recipes: Sequence[ZooRecipe], work: Path, zoo) -> List[Path]:
@@ -342,7 +343,9 @@ def rebuild_zoo(work, out, *, recipes: Sequence[ZooRecipe] = ZOO_RECIPES, only: 
     backbones are copied unchanged, with their manifest records, from the zoo at ``carry_from``
     (default: the shipped zoo, :func:`PETITELib.zoo.zoo_dir`), each verified against its SHA-256.
     keep_base: the rebuilt backbones keep their bases from that zoo (:func:`keep_zoo_bases`) and
-    only their adapters are made (or reused from ``work``). Refuses (PetiteError) an ``out`` that
+    only their adapters are made (or reused from ``work``). A backbone neither rebuilt nor held by
+    that zoo stays out of the new one too (listed as ``absent`` in the manifest's ``rebuild``, with
+    no commands). Refuses (PetiteError) an ``out`` that
     already holds a manifest unless ``overwrite``, an unknown backbone in ``only``, and a zoo over
     :data:`MAX_ZOO_MB`. Returns the manifest document.
     """
@@ -364,7 +367,9 @@ def rebuild_zoo(work, out, *, recipes: Sequence[ZooRecipe] = ZOO_RECIPES, only: 
         raise PetiteError(f"--backbone {unknown[0]}: no zoo recipe for it (the zoo's backbones: {', '.join(known)})")
     rebuilt = [r for r in recipes if only is None or r.backbone in only]
     kept = [r.backbone for r in recipes if r not in rebuilt]
-    carried, carried_half = _carried_records(carry_from or zoo_dir(), kept) if kept else ([], None)
+    carried, carried_half, absent = _carried_records(carry_from or zoo_dir(), kept) if kept else ([], None, [])
+    kept = [b for b in kept if b not in absent]
+    recipes = [r for r in recipes if r.backbone not in absent]
     if keep_base:
         keep_zoo_bases(rebuilt, work, carry_from or zoo_dir())
     steps = zoo_steps(rebuilt, jobs)
@@ -409,7 +414,7 @@ def rebuild_zoo(work, out, *, recipes: Sequence[ZooRecipe] = ZOO_RECIPES, only: 
         "rebuild": {"recipes": [{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(r).items()}
                                 for r in recipes],
                     "commands": [s.command() for s in all_steps.values()],
-                    "rebuilt": [r.backbone for r in rebuilt], "kept": kept,
+                    "rebuilt": [r.backbone for r in rebuilt], "kept": kept, "absent": absent,
                     "bases_kept": [r.backbone for r in rebuilt] if keep_base else [],
                     "split": f"first {recipes[0].finetune_subjects} subjects of each target cohort fine-tune "
                              f"(linked into {{work}}/cohorts/scanner<k>-finetune), the rest are held out",

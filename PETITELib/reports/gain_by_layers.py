@@ -1,4 +1,4 @@
-"""Generated text from docs/benchmarks/gain-by-layers-{unetr,cvtgan}-cpu.json
+"""Generated text from docs/benchmarks/gain-by-layers-unetr-cpu.json
 (``Testing/benchmarks/gain_by_layers.py``): which layers of a base hold a Full-FT model's gain
 on a new scanner, on that scanner's validation subjects."""
 from __future__ import annotations
@@ -8,7 +8,6 @@ from pathlib import Path
 from .sources import load_json
 
 UNETR_GAIN = "docs/benchmarks/gain-by-layers-unetr-cpu.json"
-CVTGAN_GAIN = "docs/benchmarks/gain-by-layers-cvtgan-cpu.json"
 
 
 def gain_table_of(document: dict) -> str:
@@ -32,5 +31,5 @@ def gain_table_of(document: dict) -> str:
 
 
 def gain_table(root: Path, relative: str) -> str:
-    """The committed measurement at ``relative`` (UNETR_GAIN, CVTGAN_GAIN) as a table."""
+    """The committed measurement at ``relative`` (e.g. UNETR_GAIN) as a table."""
     return gain_table_of(load_json(root, relative))
