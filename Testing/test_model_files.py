@@ -126,7 +126,7 @@ def test_a_file_of_format_1_is_copied_in_the_current_format(tmp_path, cvtgan_bas
 
 def test_adapter_round_trip_stores_only_trained_tensors(tmp_path, volume, cvtgan_base):
     base_path, model = cvtgan_base
-    apply_peft(model, "petite")
+    apply_peft(model, "enc=vpt+dec=lora+bitfit")  # the paper's CvT-GAN mix: prompts, LoRA and biases
     _train_a_little(model, seed=1)
     expected = _output(model, volume)
     adapter_path = tmp_path / "scanner4.safetensors"
@@ -141,7 +141,7 @@ def test_adapter_round_trip_stores_only_trained_tensors(tmp_path, volume, cvtgan
     assert meta.scanner["matrix"] == [128, 128, 90] and meta.training["best_epoch"] == 7
 
     fresh = load_base_model(base_path).model
-    assert load_adapter(fresh, adapter_path, expected_spec="petite") == meta
+    assert load_adapter(fresh, adapter_path, expected_spec="enc=vpt+dec=lora+bitfit") == meta
     assert torch.equal(_output(fresh, volume), expected)
 
 

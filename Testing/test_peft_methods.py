@@ -147,7 +147,8 @@ def test_mergeable_methods_fold_into_the_base_weights(base, method):
     assert torch.equal(_output(model, x), reference)
 
 
-@pytest.mark.parametrize("spec", [name for name, method in METHODS.items() if method.mergeable] + ["petite"])
+@pytest.mark.parametrize("spec", [name for name, method in METHODS.items() if method.mergeable]
+                         + ["enc=lora+dec=ssf+bitfit"])
 def test_unmerge_restores_the_layers_and_the_base_weights(base, spec):
     plain, x, _, reference = base
     model = copy.deepcopy(plain)
@@ -215,7 +216,7 @@ def test_no_backward_kernel_below_the_lowest_trainable_tensor(base, spec):
     """Counted with the profiler: the backward pass runs exactly one convolution kernel per conv
     whose input or weight needs a gradient (a frozen one: the input gradient alone), none for the
     frozen first layers whose input is the image (BitFit trains their biases: one sum each).
-    The cpu UNETR's PETITE trains its full-resolution convs (fullres): one kernel each too."""
+    The cpu PETITE of both backbones trains their full-resolution convs (fullres): one kernel each too."""
     plain, x, y, _ = base
     model = copy.deepcopy(plain).train()
     apply_peft(model, spec)
@@ -227,7 +228,7 @@ def test_no_backward_kernel_below_the_lowest_trainable_tensor(base, spec):
         assert first in skips and first.bias.requires_grad and first.bias.grad is not None
     assert kernels == len(set(needs) | set(trained)) > 0
     assert all(m.weight.grad is None for m in needs if not m.weight.requires_grad)
-    assert bool(trained) == (spec == "petite" and plain.backbone_name == "unetr")
+    assert bool(trained) == (spec == "petite")
 
 
 def test_lora_touches_only_q_and_k_of_the_fused_unetr_qkv():

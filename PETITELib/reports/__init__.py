@@ -22,12 +22,13 @@ from typing import Callable, Dict, List
 from . import benchmarks
 from .cost import accuracy_check, cost_summary, cost_tables
 from .federated import federated_table
-from .gain_by_layers import UNETR_GAIN, gain_table
+from .gain_by_layers import CVTGAN_GAIN, UNETR_GAIN, gain_table
 from .hyperparameters import hyperparameter_tables
 from .input_domain import output_ranges, slab_gains
 from .methods import method_counts_table, ssf_sites_table
 from .peft import backbone_sizes_table, peft_parameters_table
 from .simulator import scanner_differences_table, scanner_gap_table, simulator_noise_table
+from .spec_candidates import CVTGAN_CANDIDATES, candidates_table
 from .zoo import zoo_models_table, zoo_recipe
 
 GENERATORS: Dict[str, Callable[[Path], str]] = {
@@ -68,6 +69,8 @@ GENERATORS: Dict[str, Callable[[Path], str]] = {
     "input-domain-ranges": output_ranges,
     "input-domain-slabs": slab_gains,
     "unetr-gain-by-layers": partial(gain_table, relative=UNETR_GAIN),
+    "cvtgan-gain-by-layers": partial(gain_table, relative=CVTGAN_GAIN),
+    "cvtgan-spec-candidates": partial(candidates_table, relative=CVTGAN_CANDIDATES),
 }
 _SECTION = re.compile(r"(<!-- petite:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /petite:(?P=name) -->)", re.S)
 

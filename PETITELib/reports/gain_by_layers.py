@@ -1,4 +1,4 @@
-"""Generated text from docs/benchmarks/gain-by-layers-unetr-cpu.json
+"""Generated text from docs/benchmarks/gain-by-layers-{unetr,cvtgan}-cpu.json
 (``Testing/benchmarks/gain_by_layers.py``): which layers of a base hold a Full-FT model's gain
 on a new scanner, on that scanner's validation subjects."""
 from __future__ import annotations
@@ -8,6 +8,7 @@ from pathlib import Path
 from .sources import load_json
 
 UNETR_GAIN = "docs/benchmarks/gain-by-layers-unetr-cpu.json"
+CVTGAN_GAIN = "docs/benchmarks/gain-by-layers-cvtgan-cpu.json"
 
 
 def gain_table_of(document: dict) -> str:
