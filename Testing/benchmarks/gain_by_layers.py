@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
+
+from validation_split import add_split_options, load_base_and_split, machine_record, validation_psnr
 
 # Layer groups per backbone, by parameter-name prefix (every parameter falls in exactly one).
 GROUPS = {
@@ -38,29 +39,15 @@ GROUPS = {
 }
 
 
-def _score(model, data, settings, device) -> float:
-    from PETITELib.engine.batches import whole_volume_validator
-
-    model.eval()
-    with torch.no_grad():
-        return whole_volume_validator(model, data.val, device, settings.overlap)()["psnr"]
-
-
 def measure(base: Path, finetuned: Path, cohort: Path, val_subjects: int, seed: int) -> dict:
     """The JSON document: the base's and MODEL's validation PSNR and, per group, "only" and
     "all but" PSNR with their share of the gain and the group's parameter count."""
-    from PETITELib.engine.jobs import load_training_data
     from PETITELib.engine.models import describe_weights, load_base
     from PETITELib.nifti_io import file_sha256
-    from PETITELib.engine.settings import finetune_defaults
 
-    device = torch.device("cpu")
-    base_model = load_base(base, device)
-    model = base_model.model
-    settings = finetune_defaults(model.backbone_name, model.preset, "full").with_overrides(val_subjects=val_subjects)
-    data = load_training_data(cohort, settings, seed)
+    model, data, settings = load_base_and_split(base, cohort, val_subjects, seed)
     base_state = {k: v.clone() for k, v in model.state_dict().items()}
-    tuned_state = load_base(finetuned, device).model.state_dict()
+    tuned_state = load_base(finetuned, torch.device("cpu")).model.state_dict()
     groups = GROUPS[model.backbone_name]
     total = sum(p.numel() for p in model.parameters())
     names = dict(model.named_parameters())
@@ -70,7 +57,7 @@ def measure(base: Path, finetuned: Path, cohort: Path, val_subjects: int, seed: 
 
     def score_with(state) -> float:
         model.load_state_dict(state)
-        return _score(model, data, settings, device)
+        return validation_psnr(model, data, settings)
 
     finetuned_file = describe_weights(finetuned)
     started = time.perf_counter()
@@ -95,19 +82,15 @@ def measure(base: Path, finetuned: Path, cohort: Path, val_subjects: int, seed: 
         "cohort": cohort.name, "seed": seed, "val_subjects": [s.subject_id for s in data.val],
         "backbone": model.backbone_name, "preset": model.preset, "parameters": total,
         "psnr_base": round(psnr_base, 3), "psnr_finetuned": round(psnr_tuned, 3), "groups": rows,
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": machine_record(),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--base", type=Path, required=True)
+    add_split_options(parser)
     parser.add_argument("--finetuned", type=Path, required=True)
-    parser.add_argument("--cohort", type=Path, required=True)
-    parser.add_argument("--val-subjects", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if args.out.exists():
         raise SystemExit(f"{args.out}: already exists")

@@ -17,28 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
-import torch
-
-
-def _score_base(base: Path, cohort: Path, val_subjects: int, seed: int) -> tuple:
-    """(the base's validation head PSNR in dB, the validation subject ids, backbone, preset)."""
-    from PETITELib.engine.batches import whole_volume_validator
-    from PETITELib.engine.jobs import load_training_data
-    from PETITELib.engine.models import load_base
-    from PETITELib.engine.settings import finetune_defaults
-
-    device = torch.device("cpu")
-    model = load_base(base, device).model
-    settings = finetune_defaults(model.backbone_name, model.preset, "full").with_overrides(val_subjects=val_subjects)
-    data = load_training_data(cohort, settings, seed)
-    model.eval()
-    with torch.no_grad():
-        psnr = whole_volume_validator(model, data.val, device, settings.overlap)()["psnr"]
-    return psnr, [s.subject_id for s in data.val], model.backbone_name, model.preset
+from validation_split import add_split_options, load_base_and_split, machine_record, validation_psnr
 
 
 def _run_record(path: Path, base_sha256: str, val_ids: list) -> dict:
@@ -67,7 +49,8 @@ def measure(base: Path, cohort: Path, reference: Path, candidates: list, val_sub
     from PETITELib.peft.base_files import base_model_sha256
 
     started = time.perf_counter()
-    psnr_base, val_ids, backbone, preset = _score_base(base, cohort, val_subjects, seed)
+    model, data, settings = load_base_and_split(base, cohort, val_subjects, seed)
+    psnr_base, val_ids = validation_psnr(model, data, settings), [s.subject_id for s in data.val]
     base_sha256 = base_model_sha256(base)
     full = _run_record(reference, base_sha256, val_ids)
     gain = full["best_val_psnr"] - psnr_base
@@ -78,23 +61,19 @@ def measure(base: Path, cohort: Path, reference: Path, candidates: list, val_sub
     return {
         "what": "candidate PETITE specs against Full-FT on one scanner's validation subjects (best "
                 "validation head PSNR of each run; share of Full-FT's gain over the base)",
-        "base": {"file": base.name, "sha256": base_sha256}, "backbone": backbone, "preset": preset,
+        "base": {"file": base.name, "sha256": base_sha256}, "backbone": model.backbone_name, "preset": model.preset,
         "cohort": cohort.name, "seed": seed, "val_subjects": val_ids, "psnr_base": round(psnr_base, 3),
         "reference": full, "candidates": runs,
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": machine_record(),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--base", type=Path, required=True)
-    parser.add_argument("--cohort", type=Path, required=True)
+    add_split_options(parser)
     parser.add_argument("--reference", type=Path, required=True, help="the Full-FT model")
     parser.add_argument("--candidate", type=Path, action="append", required=True)
-    parser.add_argument("--val-subjects", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if args.out.exists():
         raise SystemExit(f"{args.out}: already exists")
