@@ -68,7 +68,7 @@ def test_compiled_training_forward_gives_the_eager_gradients():
 
     torch.manual_seed(0)
     model = build_backbone("cvtgan", "cpu")
-    apply_peft(model, "petite")
+    apply_peft(model, "enc=vpt+dec=lora+bitfit")  # the paper's mix: prompts, LoRA, biases
     with torch.no_grad():
         for parameter in trainable_parameters(model).values():
             parameter.add_(0.01 * torch.randn_like(parameter))

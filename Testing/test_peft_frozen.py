@@ -158,11 +158,11 @@ def _plain_equivalents(monkeypatch):
 
 @pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_lean_backbone_gradients_equal_autograd_in_float64(backbone, monkeypatch):
-    """Every trainable tensor of a PETITE model (plus BitFit and SSF everywhere) gets the same
-    gradient with the lean frozen layers as with autograd's own ops."""
+    """Every trainable tensor of the paper's PETITE mix (UNETR: plus BitFit and SSF everywhere)
+    gets the same gradient with the lean frozen layers as with autograd's own ops."""
     torch.manual_seed(0)
     model = build_backbone(backbone, "cpu").double()
-    apply_peft(model, "bitfit+ssf+lora" if backbone == "unetr" else "petite")
+    apply_peft(model, "bitfit+ssf+lora" if backbone == "unetr" else "enc=vpt+dec=lora+bitfit")
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for parameter in trainable_parameters(model).values():  # move zero-initialised factors
