@@ -322,8 +322,15 @@ def test_keep_base_puts_the_shipped_base_in_the_work_folder_only_for_its_own_rec
     assert kept == work / "models" / "unetr-cpu-base.safetensors"
     assert kept.read_bytes() == (SHIPPED / "unetr-cpu-base.safetensors").read_bytes()
     assert keep_zoo_bases((unetr,), work, SHIPPED) == [kept]  # the same file again: nothing to do
+    [kept_cvtgan] = keep_zoo_bases((cvtgan,), work, SHIPPED)
+    assert kept_cvtgan.read_bytes() == (SHIPPED / "cvtgan-cpu-base.safetensors").read_bytes()
+    unetr_only = tmp_path / "unetr-only-zoo"  # a zoo that ships no CvT-GAN model
+    unetr_only.mkdir()
+    document = json.loads((SHIPPED / "manifest.json").read_text())
+    document["models"] = [m for m in document["models"] if m["backbone"] == "unetr"]
+    (unetr_only / "manifest.json").write_text(json.dumps(document))
     with pytest.raises(PetiteError, match="holds no cvtgan base 'cvtgan-base' to keep"):
-        keep_zoo_bases((cvtgan,), work, SHIPPED)
+        keep_zoo_bases((cvtgan,), tmp_path / "third", unetr_only)
     with pytest.raises(PetiteError, match=r"made by 'petite pretrain .*--seed 0.*', not by this recipe's"):
         keep_zoo_bases((replace(unetr, seed=1),), tmp_path / "other", SHIPPED)
     kept.write_bytes(kept.read_bytes()[:-8] + b"elsewise")
