@@ -169,7 +169,7 @@ def test_each_backbone_has_its_own_names_and_shares_the_cohorts():
                            "scanner3", "cvtgan-base", "cvtgan-scanner4", "cvtgan-scanner5", "cvtgan-scanner2",
                            "cvtgan-scanner3"]
     cvtgan = " ".join(steps["cvtgan-scanner4"].arguments)
-    assert "--base {work}/models/cvtgan-cpu-base.safetensors" in cvtgan and "cvtgan-cpu-scanner4-petite-lr0.001" in cvtgan
+    assert "--base {work}/models/cvtgan-cpu-base.safetensors" in cvtgan and "cvtgan-cpu-scanner4-petite-lr0.003" in cvtgan
     assert "--backbone cvtgan" in " ".join(steps["cvtgan-base"].arguments)
     with pytest.raises(PetiteError, match="differ in target_seed"):
         zoo_steps((ZooRecipe(), ZooRecipe(backbone="cvtgan", name_prefix="c-", target_seed=7)))
