@@ -116,11 +116,13 @@ def test_a_ledger_in_progress_shows_its_runs_with_validation_scores_only(tmp_pat
            "scores": {"mean": {"psnr": 31.234}}}
     ledger = {"config": config, "targets": {"4": {"runs": [run]}},
               "sessions": [{"wall_seconds": 600.0, "machine": {"device": "cpu (2 threads)"}},
-                           {"wall_seconds": 1200.0, "machine": {"device": "cpu (2 threads)"}}]}
+                           {"wall_seconds": 1200.0, "machine": {"device": "cpu (2 threads)"}, "runs": 1},
+                           {"wall_seconds": 0.5, "machine": {"device": "cpu (2 threads)"}, "runs": 0}]}
     (tmp_path / "docs" / "benchmarks").mkdir(parents=True)
     (tmp_path / "docs" / "benchmarks" / "run.ledger.json").write_text(json.dumps(ledger))
     text = ledger_progress(tmp_path, "docs/benchmarks/run.ledger.json")
-    assert "1 of 8 fine-tuning runs finished, in 2 session(s) (30 min on cpu (2 threads))" in text
+    assert ("1 of 8 fine-tuning runs finished, in 2 session(s) that fine-tuned and 1 that only scored or "
+            "assembled (30 min on cpu (2 threads))") in text
     assert "- scanner 4: 1 of 6 runs: lora at 0.003 (best validation PSNR 26.750 dB, epoch 8 of 12)" in text
     assert "- scanner 2: 0 of 2 runs" in text
     assert "31.23" not in text  # held-out scores of a run the sweep may not keep are never shown

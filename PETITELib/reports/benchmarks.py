@@ -295,8 +295,11 @@ def ledger_progress(root: Path, relative: str = UNETR_LEDGER) -> str:
     planned = _planned_runs(ledger["config"])
     sessions = ledger["sessions"]
     done = sum(len(ledger["targets"].get(t, {}).get("runs", [])) for t in planned)
+    idle = sum(1 for s in sessions if s.get("runs") == 0)
     lines = [f"`{relative}`: {done} of {sum(len(v) for v in planned.values())} fine-tuning runs finished, in "
-             f"{len(sessions)} session(s) ({sum(s['wall_seconds'] for s in sessions) / 60:.0f} min on "
+             f"{len(sessions) - idle} session(s) that fine-tuned"
+             + (f" and {idle} that only scored or assembled" if idle else "")
+             + f" ({sum(s['wall_seconds'] for s in sessions) / 60:.0f} min on "
              f"{', '.join(sorted({s['machine']['device'] for s in sessions}))}).", ""]
     for target, runs in planned.items():
         finished = ledger["targets"].get(target, {}).get("runs", [])
